@@ -1,0 +1,184 @@
+// Package data loads the datasets an experiment names and feeds them to the
+// training loop.
+//
+//   - Meta reports shapes (features, classes, split sizes) reading as little
+//     as possible: IDX headers, a CSV scan, or the generator parameters.
+//   - Load reads (or generates) the data, splits it and normalises it.
+//   - Batcher and Prefetcher iterate the training split deterministically and
+//     without allocation; EvalBatches covers the evaluation split.
+//
+// Datasets: "fashion-mnist" (IDX files from the Debian package
+// dataset-fashion-mnist), "idx" (IDX files by path), "csv", and the seeded
+// synthetic generators "blobs" and "moons".
+//
+// Splits: fashion-mnist has its own test set; idx and csv use theirs when
+// test files are given. Otherwise the evaluation split is
+// round(EvalFraction*N) examples chosen by a shuffle seeded with
+// Dataset.Seed; the rest is the training split.
+//
+// Normalisation (Dataset.Normalize): images are always scaled to [0,1];
+// Normalize then standardises them with the training split's global mean and
+// std. CSV and synthetic features are standardised per feature with the
+// training split's statistics. Both apply the training statistics to the
+// evaluation split too. A feature with zero std is only centred.
+package data
+
+import (
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"path/filepath"
+	"runtime"
+	"sync"
+
+	"github.com/expc-dev/expc/schema"
+)
+
+// Meta is what the compiler needs to know about a dataset's shape.
+type Meta struct {
+	Name     string // dataset name, as in the spec
+	Features int    // values per example
+	Classes  int    // labels are in [0, Classes)
+	TrainN   int    // training examples
+	EvalN    int    // evaluation examples (0: no evaluation split)
+}
+
+// Split is one part of a dataset: N examples, row-major.
+type Split struct {
+	X []float32 // N*Features values; row i is X[i*Features : (i+1)*Features]
+	Y []int32   // N labels in [0, Classes)
+	N int
+}
+
+// Set is a loaded dataset.
+type Set struct {
+	Train, Eval Split
+	Meta        Meta
+	// Norm holds the training statistics the features were standardised
+	// with: one value each for images (global, on the [0,1] scale), one per
+	// feature otherwise. Both nil when Normalize is off.
+	Norm Norm
+}
+
+// Norm is a normalisation: x' = (x - Mean) / Std.
+type Norm struct {
+	Mean, Std []float32
+}
+
+// Load reads or generates the dataset ds; relative paths are relative to
+// specDir.
+func Load(ds schema.Dataset, specDir string) (*Set, error) {
+	var (
+		s   *Set
+		err error
+	)
+	switch ds.Name {
+	case "fashion-mnist":
+		s, err = loadFashionMNIST(ds, specDir)
+	case "idx":
+		s, err = loadIDX(ds, specDir)
+	case "csv":
+		s, err = loadCSV(ds, specDir)
+	case "blobs", "moons":
+		s, err = loadSynthetic(ds)
+	default:
+		return nil, fmt.Errorf("data: unknown dataset %q (want fashion-mnist, idx, csv, blobs or moons)", ds.Name)
+	}
+	if err != nil {
+		return nil, err
+	}
+	s.Meta.Name = ds.Name
+	s.Meta.TrainN, s.Meta.EvalN = s.Train.N, s.Eval.N
+	return s, nil
+}
+
+// resolve makes a spec-relative path absolute.
+func resolve(specDir, p string) string {
+	if p == "" || filepath.IsAbs(p) {
+		return p
+	}
+	return filepath.Join(specDir, p)
+}
+
+// evalCount is the size of the evaluation split carved off n examples.
+func evalCount(n int, frac float64) (int, error) {
+	if frac < 0 || frac >= 1 || math.IsNaN(frac) {
+		return 0, fmt.Errorf("eval_fraction %v is outside [0, 1)", frac)
+	}
+	e := int(math.Round(frac * float64(n)))
+	if n-e < 1 {
+		return 0, fmt.Errorf("%d examples leave no training data with eval_fraction %v", n, frac)
+	}
+	return e, nil
+}
+
+// Random streams: the same Dataset.Seed drives independent sequences.
+const (
+	streamSplit = 0x73706c6974 // "split"
+	streamBlobs = 0x626c6f6273 // "blobs"
+	streamMoons = 0x6d6f6f6e73 // "moons"
+)
+
+// splitRows shuffles the n rows of (x, y) with seed and returns the training
+// and evaluation splits (evaluation: round(frac*n) rows).
+func splitRows(x []float32, y []int32, n, features int, frac float64, seed uint64) (train, eval Split, err error) {
+	e, err := evalCount(n, frac)
+	if err != nil {
+		return Split{}, Split{}, err
+	}
+	perm := make([]int32, n)
+	permute(perm, rand.NewPCG(seed, streamSplit))
+	gather := func(rows []int32) Split {
+		s := Split{X: make([]float32, len(rows)*features), Y: make([]int32, len(rows)), N: len(rows)}
+		for i, r := range rows {
+			copy(s.X[i*features:(i+1)*features], x[int(r)*features:(int(r)+1)*features])
+			s.Y[i] = y[r]
+		}
+		return s
+	}
+	return gather(perm[e:]), gather(perm[:e]), nil
+}
+
+// standardise normalises every feature of train and eval with train's
+// per-feature mean and std.
+func standardise(train, eval *Split, features int) Norm {
+	mean := make([]float64, features)
+	sq := make([]float64, features)
+	for i := 0; i < train.N; i++ {
+		row := train.X[i*features : (i+1)*features]
+		for j, v := range row {
+			mean[j] += float64(v)
+			sq[j] += float64(v) * float64(v)
+		}
+	}
+	nm := Norm{Mean: make([]float32, features), Std: make([]float32, features)}
+	scale := make([]float32, features)
+	for j := range mean {
+		m := mean[j] / float64(max(train.N, 1))
+		sd := math.Sqrt(max(sq[j]/float64(max(train.N, 1))-m*m, 0))
+		if sd < 1e-12 {
+			sd = 1
+		}
+		nm.Mean[j], nm.Std[j], scale[j] = float32(m), float32(sd), float32(1/sd)
+	}
+	for _, s := range []*Split{train, eval} {
+		for i := 0; i < s.N; i++ {
+			row := s.X[i*features : (i+1)*features]
+			for j := range row {
+				row[j] = (row[j] - nm.Mean[j]) * scale[j]
+			}
+		}
+	}
+	return nm
+}
+
+// parallel runs f over [0, n) in contiguous chunks, one per CPU.
+func parallel(n int, f func(lo, hi int)) {
+	w := min(runtime.GOMAXPROCS(0), max(n/(1<<16), 1))
+	var wg sync.WaitGroup
+	for k := range w {
+		lo, hi := n*k/w, n*(k+1)/w
+		wg.Go(func() { f(lo, hi) })
+	}
+	wg.Wait()
+}
