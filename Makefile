@@ -1,0 +1,19 @@
+# The two commands of the README:
+#   make quickstart   install what is needed, build expc, train the Fashion-MNIST MLP
+#   make test         install what the tests need and run the whole suite
+GO ?= go
+
+.PHONY: quickstart test expc deps
+
+expc:
+	$(GO) build -o expc ./cmd/expc
+
+deps:
+	./scripts/install-deps.sh
+
+quickstart: deps expc
+	./expc build specs/fmnist/mlp.cue && ./expc run
+
+test: deps
+	$(GO) vet ./...
+	$(GO) test ./...

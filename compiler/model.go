@@ -1,0 +1,72 @@
+package compiler
+
+import (
+	"fmt"
+
+	"github.com/expc-dev/expc/ir"
+)
+
+// model is a built network: its trainable parameters (in a fixed order) and
+// a forward function that emits the graph from inputs to logits.
+type model struct {
+	params  []*ir.Value
+	forward func(b *ir.Builder, x *ir.Value) *ir.Value
+}
+
+// modelBuilders maps spec model kinds to their graph builders; convnet and
+// transformer join here.
+var modelBuilders = map[string]func(c *compiler, b *ir.Builder) model{
+	"mlp": buildMLP,
+}
+
+func (c *compiler) model(b *ir.Builder) model {
+	return modelBuilders[c.exp.Model.Kind](c, b)
+}
+
+// buildMLP: fc1..fcN, each x·W + b, the activation between layers.
+func buildMLP(c *compiler, b *ir.Builder) model {
+	spec := c.exp.Model
+	widths := append(append([]int{c.in.Data.Features}, spec.Hidden...), c.in.Data.Classes)
+	act := spec.Activation
+	if act == "" {
+		act = "relu"
+	}
+	init := "he_normal"
+	if spec.Init == "xavier" || (spec.Init == "" && (act == "tanh" || act == "sigmoid")) {
+		init = "xavier_uniform"
+	}
+	type layer struct {
+		w, b *ir.Value
+		loc  ir.Loc
+	}
+	var layers []layer
+	var params []*ir.Value
+	for i := 0; i+1 < len(widths); i++ {
+		name := fmt.Sprintf("fc%d", i+1)
+		path := fmt.Sprintf("model.hidden[%d]", i)
+		if i == len(widths)-2 {
+			path = "model"
+		}
+		b.Loc = c.loc(path)
+		w := b.Param(name+".w", ir.Tensor(ir.F32, widths[i], widths[i+1]), ir.RoleParam)
+		w.Init = init
+		bias := b.Param(name+".b", ir.Tensor(ir.F32, widths[i+1]), ir.RoleParam)
+		bias.Init = "zeros"
+		layers = append(layers, layer{w, bias, b.Loc})
+		params = append(params, w, bias)
+	}
+	return model{params: params, forward: func(b *ir.Builder, x *ir.Value) *ir.Value {
+		h := x
+		for i, l := range layers {
+			b.Loc = l.loc
+			name := fmt.Sprintf("fc%d", i+1)
+			z := b.V("matmul", nil, name+".mm", h, l.w)
+			if i == len(layers)-1 {
+				return b.V("bias_add", nil, "logits", z, l.b)
+			}
+			z = b.V("bias_add", nil, name+".z", z, l.b)
+			h = b.V(act, nil, name+".h", z)
+		}
+		return h
+	}}
+}

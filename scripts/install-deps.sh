@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Installs what expc's quick start and test suite need from Debian:
+#   dataset-fashion-mnist  the real data (IDX files under /usr/share/datasets)
+#   graphviz               `dot`, to check that `expc explain --format dot` renders
+# Idempotent: packages already present are not reinstalled.
+set -euo pipefail
+
+need=()
+for pkg in dataset-fashion-mnist graphviz "$@"; do
+  dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
+done
+[ ${#need[@]} -eq 0 ] && exit 0
+
+sudo=""
+[ "$(id -u)" -eq 0 ] || sudo="sudo"
+echo "installing: ${need[*]}" >&2
+$sudo apt-get update -qq
+DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
