@@ -64,7 +64,14 @@ func init() {
 	for _, act := range ir.Activations {
 		grad := act + "_grad"
 		vjpRules[act] = func(b *ir.Builder, in *ir.Instr, dy *ir.Value) []*ir.Value {
-			return []*ir.Value{b.V(grad, nil, "d", dy, in.Args[0])}
+			x := in.Args[0]
+			if act == "relu" {
+				// relu(x) > 0 exactly when x > 0, so the gradient can read the
+				// output: the pre-activation then has a single use and the
+				// forward GEMM can fuse bias and relu into its epilogue.
+				x = in.Result()
+			}
+			return []*ir.Value{b.V(grad, nil, "d", dy, x)}
 		}
 		NotDifferentiable[grad] = "a gradient itself (no second derivatives yet)"
 	}

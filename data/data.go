@@ -11,6 +11,13 @@
 // dataset-fashion-mnist), "idx" (IDX files by path), "csv", and the seeded
 // synthetic generators "blobs" and "moons".
 //
+// CSV: numeric feature columns and one integer label column. With Header the
+// label column is found by name (LabelColumn, default "label"); without,
+// LabelColumn may be a 0-based column index, otherwise the label is the last
+// column. Errors name the file and line. Synthetic data: zero Samples,
+// Centers and Dim take the schema defaults (2000, 3, 2); Noise is used as
+// given. Blob centers are drawn uniformly in [-10,10]^Dim.
+//
 // Splits: fashion-mnist has its own test set; idx and csv use theirs when
 // test files are given. Otherwise the evaluation split is
 // round(EvalFraction*N) examples chosen by a shuffle seeded with
@@ -34,8 +41,9 @@ import (
 	"github.com/expc-dev/expc/schema"
 )
 
-// Meta is what the compiler needs to know about a dataset's shape.
-type Meta struct {
+// Info is what the compiler needs to know about a dataset's shape; Meta
+// returns it without loading the data, Load in Set.Meta.
+type Info struct {
 	Name     string // dataset name, as in the spec
 	Features int    // values per example
 	Classes  int    // labels are in [0, Classes)
@@ -53,7 +61,7 @@ type Split struct {
 // Set is a loaded dataset.
 type Set struct {
 	Train, Eval Split
-	Meta        Meta
+	Meta        Info
 	// Norm holds the training statistics the features were standardised
 	// with: one value each for images (global, on the [0,1] scale), one per
 	// feature otherwise. Both nil when Normalize is off.
@@ -127,7 +135,12 @@ func splitRows(x []float32, y []int32, n, features int, frac float64, seed uint6
 		return Split{}, Split{}, err
 	}
 	perm := make([]int32, n)
-	permute(perm, rand.NewPCG(seed, streamSplit))
+	for i := range perm {
+		perm[i] = int32(i) // nothing to carve off: keep the order
+	}
+	if e > 0 {
+		permute(perm, rand.NewPCG(seed, streamSplit))
+	}
 	gather := func(rows []int32) Split {
 		s := Split{X: make([]float32, len(rows)*features), Y: make([]int32, len(rows)), N: len(rows)}
 		for i, r := range rows {

@@ -165,7 +165,7 @@ func Text(w io.Writer, p *ir.Plan, t *ir.Timings) error {
 			}
 			flops += row.FLOPs
 			fmt.Fprintf(tw, "  %s\t%s\t%s -> %s\t%s\t%s\t%s\t%s\n", row.Name, row.Op,
-				strings.Join(row.Shapes.Ins, " "), strings.Join(row.Shapes.Outs, " "),
+				compact(row.Shapes.Ins), compact(row.Shapes.Outs),
 				SI(row.FLOPs, "FLOP"), compiler.HumanBytes(row.Bytes), strings.Join(row.FusedFrom, "+"), row.Loc)
 		}
 		tw.Flush()
@@ -177,6 +177,16 @@ func Text(w io.Writer, p *ir.Plan, t *ir.Timings) error {
 		compiler.HumanBytes(m.ArenaBytes), compiler.HumanBytes(m.PersistentBytes), compiler.HumanBytes(m.InputBytes),
 		compiler.HumanBytes(m.TempBytes), compiler.HumanBytes(m.NaiveTempBytes))
 	return nil
+}
+
+// compact shortens tensor<f32,[128,784]> to f32[128,784] for the table.
+func compact(types []string) string {
+	out := make([]string, len(types))
+	for i, t := range types {
+		t = strings.TrimSuffix(strings.TrimPrefix(t, "tensor<"), ">")
+		out[i] = strings.Replace(t, ",", "", 1)
+	}
+	return strings.Join(out, " ")
 }
 
 func shortHash(h string) string {

@@ -1,0 +1,5 @@
+//go:build !amd64
+
+package gemm
+
+func hostKernels() []*kernel { return []*kernel{genericKernel} }

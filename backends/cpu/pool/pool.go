@@ -1,0 +1,253 @@
+// Package pool is a persistent worker pool for CPU kernels.
+//
+// A training step launches dozens of kernels that each run for tens to
+// hundreds of microseconds, so starting goroutines (or allocating closures)
+// per kernel is too expensive. A Pool keeps n-1 goroutines alive; the caller
+// of Run acts as worker 0. Idle workers spin for a short while before they
+// park, so back-to-back kernels wake them in well under a microsecond.
+package pool
+
+import (
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Task is a unit of parallel work. Run is called once for every task index in
+// [0, tasks) passed to (*Pool).RunTask; worker identifies the calling worker
+// (0 is the goroutine that called RunTask) so that implementations can use
+// per-worker scratch memory without locking.
+//
+// Passing a pointer to a long-lived struct as a Task does not allocate, which
+// is why the hot kernels use this form instead of closures.
+type Task interface {
+	Run(worker, task int)
+}
+
+// Func adapts a function to a Task. A Func converted once and reused does not
+// allocate; a closure created per call does (it escapes to the workers).
+type Func func(worker, task int)
+
+// Run calls f.
+func (f Func) Run(worker, task int) { f(worker, task) }
+
+// DefaultSpin is how long an idle worker busy-waits for the next job before it
+// parks. It is long enough to bridge the gaps between kernels of one step and
+// short enough not to burn a core while the program is doing something else.
+const DefaultSpin = 200 * time.Microsecond
+
+// Pool runs tasks over a fixed set of workers. Run and RunTask are safe to call
+// from several goroutines (calls are serialised) but must not be called from
+// inside a task of the same pool.
+type Pool struct {
+	n    int
+	spin time.Duration
+
+	mu sync.Mutex // serialises jobs
+
+	// state packs the job generation (high 32 bits) and the number of helper
+	// goroutines taking part in it (low 32 bits), so a worker reads both in one
+	// atomic load and never pairs a generation with another job's count.
+	state atomic.Uint64
+	_     [56]byte // keep the hot counters below on their own cache lines
+
+	next atomic.Int64 // next task index to hand out
+	_    [56]byte
+	left atomic.Int64 // helpers that have not finished the current job
+	_    [56]byte
+
+	task   Task
+	tasks  int64
+	closed bool
+
+	workers []*worker
+	wg      sync.WaitGroup
+}
+
+type worker struct {
+	asleep atomic.Int32  // 1 while parked (or about to park) on wake
+	wake   chan struct{} // buffered(1): a token that ends one park
+	_      [48]byte
+}
+
+// New starts a pool of n workers: n-1 goroutines plus the caller of Run.
+// n < 1 is treated as 1.
+func New(n int) *Pool {
+	if n < 1 {
+		n = 1
+	}
+	p := &Pool{n: n, spin: DefaultSpin}
+	p.workers = make([]*worker, n)
+	for i := 1; i < n; i++ {
+		w := &worker{wake: make(chan struct{}, 1)}
+		p.workers[i] = w
+		p.wg.Add(1)
+		go p.loop(i, w)
+	}
+	return p
+}
+
+var (
+	defOnce sync.Once
+	def     *Pool
+)
+
+// Default returns a process-wide pool with runtime.GOMAXPROCS(0) workers,
+// created on first use and never closed.
+func Default() *Pool {
+	defOnce.Do(func() { def = New(runtime.GOMAXPROCS(0)) })
+	return def
+}
+
+// Workers reports the number of workers, including the caller of Run.
+func (p *Pool) Workers() int { return p.n }
+
+// SetSpin sets how long idle workers busy-wait before parking (0 parks at
+// once). It must not be called concurrently with Run.
+func (p *Pool) SetSpin(d time.Duration) { p.spin = d }
+
+// Run calls fn(worker, task) for every task in [0, tasks) and returns when all
+// calls have returned. fn is called from several goroutines at once.
+// Prefer RunTask with a reused Task value in hot paths: a closure passed here
+// escapes and so costs one allocation per call unless it is created once.
+func (p *Pool) Run(tasks int, fn func(worker, task int)) {
+	p.RunTask(tasks, Func(fn))
+}
+
+// RunTask calls t.Run(worker, task) for every task in [0, tasks) across the
+// workers and returns when all calls have returned. Tasks are handed out
+// dynamically, one index at a time, so uneven tasks balance themselves.
+func (p *Pool) RunTask(tasks int, t Task) {
+	if tasks <= 0 {
+		return
+	}
+	helpers := min(tasks, p.n) - 1
+	if helpers <= 0 {
+		for i := 0; i < tasks; i++ {
+			t.Run(0, i)
+		}
+		return
+	}
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		panic("pool: Run on closed Pool")
+	}
+	p.task, p.tasks = t, int64(tasks)
+	p.next.Store(0)
+	p.left.Store(int64(helpers))
+	gen := p.state.Load()>>32 + 1
+	p.state.Store(gen<<32 | uint64(helpers))
+	for i := 1; i <= helpers; i++ {
+		w := p.workers[i]
+		if w.asleep.CompareAndSwap(1, 0) {
+			w.wake <- struct{}{}
+		}
+	}
+	p.work(0)
+	// Helpers finish their last task shortly after we run out of work; spin,
+	// then yield, rather than block: the wait is usually sub-microsecond.
+	for i := 0; p.left.Load() != 0; i++ {
+		if i > 1000 {
+			runtime.Gosched()
+		}
+	}
+	p.task = nil
+	p.mu.Unlock()
+}
+
+// work runs tasks until none are left.
+func (p *Pool) work(id int) {
+	t, n := p.task, p.tasks
+	for {
+		i := p.next.Add(1) - 1
+		if i >= n {
+			return
+		}
+		t.Run(id, int(i))
+	}
+}
+
+func (p *Pool) loop(id int, w *worker) {
+	defer p.wg.Done()
+	seen := p.state.Load() >> 32
+	for {
+		s := p.waitNew(w, seen)
+		seen = s >> 32
+		if s&0xffffffff == 0xffffffff { // closing
+			return
+		}
+		if id <= int(s&0xffffffff) {
+			p.work(id)
+			p.left.Add(-1)
+		}
+	}
+}
+
+// waitNew returns the first state whose generation differs from seen,
+// spinning for p.spin before parking.
+func (p *Pool) waitNew(w *worker, seen uint64) uint64 {
+	if s := p.spinWait(seen); s>>32 != seen {
+		return s
+	}
+	for {
+		w.asleep.Store(1)
+		if s := p.state.Load(); s>>32 != seen {
+			// A job arrived while we were deciding to park. If Run already
+			// claimed our wake-up token it has sent (or will send) it; take
+			// it so the channel is empty next time.
+			if !w.asleep.CompareAndSwap(1, 0) {
+				<-w.wake
+			}
+			return s
+		}
+		<-w.wake
+		if s := p.state.Load(); s>>32 != seen {
+			return s
+		}
+	}
+}
+
+func (p *Pool) spinWait(seen uint64) uint64 {
+	if p.spin <= 0 {
+		return p.state.Load()
+	}
+	start := time.Now()
+	for i := 1; ; i++ {
+		s := p.state.Load()
+		if s>>32 != seen {
+			return s
+		}
+		if i&255 == 0 {
+			if time.Since(start) > p.spin {
+				return s
+			}
+			if i&4095 == 0 {
+				runtime.Gosched() // let other goroutines on this P run
+			}
+		}
+	}
+}
+
+// Close stops the helper goroutines and waits for them to exit. The pool must
+// not be used afterwards. Closing the Default pool is not allowed.
+func (p *Pool) Close() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		return
+	}
+	p.closed = true
+	if p.n == 1 {
+		return
+	}
+	gen := p.state.Load()>>32 + 1
+	p.state.Store(gen<<32 | 0xffffffff)
+	for _, w := range p.workers[1:] {
+		if w.asleep.CompareAndSwap(1, 0) {
+			w.wake <- struct{}{}
+		}
+	}
+	p.wg.Wait()
+}
