@@ -148,6 +148,7 @@ func VJP(b *ir.Builder, y, dy *ir.Value, wrt []*ir.Value) ([]*ir.Value, error) {
 			return nil, fmt.Errorf("op %s has no gradient rule", in.Op)
 		}
 		b.Loc = in.Loc
+		mark := len(b.F.Body)
 		for j, g := range rule(b, in, dy) {
 			if g == nil {
 				continue
@@ -155,6 +156,9 @@ func VJP(b *ir.Builder, y, dy *ir.Value, wrt []*ir.Value) ([]*ir.Value, error) {
 			a := in.Args[j]
 			if prev := grads[a]; prev != nil {
 				g = b.V("add", nil, "d", prev, g)
+			}
+			if g != dy && definedSince(b.F, mark, g) {
+				g.Name = b.Fresh("d." + a.Name) // read as "the gradient of a"
 			}
 			grads[a] = g
 		}
@@ -168,6 +172,17 @@ func VJP(b *ir.Builder, y, dy *ir.Value, wrt []*ir.Value) ([]*ir.Value, error) {
 		out[i] = g
 	}
 	return out, nil
+}
+
+// definedSince reports whether v is a result of an instruction appended at
+// or after body index mark.
+func definedSince(f *ir.Func, mark int, v *ir.Value) bool {
+	for _, in := range f.Body[mark:] {
+		if in == v.Def {
+			return true
+		}
+	}
+	return false
 }
 
 // liveBackward marks the instructions whose results y depends on.

@@ -191,9 +191,11 @@ func (p *imagePair) readImages(path string) error {
 	touched := make(chan struct{})
 	go func() {
 		defer close(touched)
-		for i := 0; i < len(p.x); i += 1024 {
-			p.x[i] = 0
-		}
+		parallel(len(p.x), func(lo, hi int) {
+			for i := lo; i < hi; i += 1024 {
+				p.x[i] = 0
+			}
+		})
 	}()
 	p.pix, err = x.readAll(p.n, p.per)
 	<-touched

@@ -125,7 +125,7 @@ func (c *checker) diagnose(elems []string, errs []cueErr) diag.List {
 		if enum := enumValues(s); enum != nil && u.Kind() == cue.StringKind {
 			got, _ := u.String()
 			if !slices.Contains(enum, got) {
-				d := diag.Errorf(r, path, CodeEnum, "%s must be one of %s; got %q", path, quoteList(enum), got)
+				d := diag.Errorf(r, path, CodeEnum, "%s must be %s; got %q", path, oneOf(enum), got)
 				if sug := suggest(got, enum); sug != "" {
 					d.Summary += fmt.Sprintf("; did you mean %q?", sug)
 				}
@@ -133,21 +133,21 @@ func (c *checker) diagnose(elems []string, errs []cueErr) diag.List {
 			}
 		}
 		if want := s.IncompleteKind(); s.Exists() && want != cue.BottomKind && want&u.Kind() == 0 {
-			return diag.List{diag.Errorf(r, path, CodeType, "%s: expected %s, got %s", path, want, describe(u))}
+			return diag.List{diag.Errorf(r, path, CodeType, "%s: expected %s, got %s", subject(path), want, describe(u))}
 		}
 	}
 	switch {
 	case bound != nil && len(bound.args) == 2:
-		return diag.List{diag.Errorf(r, path, CodeRange, "%s %s, got %v", path, boundPhrase(fmt.Sprint(bound.args[1])), bound.args[0])}
+		return diag.List{diag.Errorf(r, path, CodeRange, "%s %s, got %v", subject(path), boundPhrase(fmt.Sprint(bound.args[1])), bound.args[0])}
 	case listLen != nil:
 		if u := c.userAt(elems); u.Exists() {
 			if n, err := u.Len().Int64(); err == nil && n == 0 {
 				return diag.List{diag.Errorf(r, path, CodeRange, "%s must not be empty", path)}
 			}
 		}
-		return diag.List{diag.Errorf(r, path, CodeRange, "%s: %s", path, message(listLen))}
+		return diag.List{diag.Errorf(r, path, CodeRange, "%s: %s", subject(path), message(listLen))}
 	case conflict != nil:
-		return diag.List{diag.Errorf(r, path, CodeInvalid, "%s: %s", path, message(conflict))}
+		return diag.List{diag.Errorf(r, path, CodeInvalid, "%s: %s", subject(path), message(conflict))}
 	case other != nil:
 		return diag.List{diag.Errorf(r, path, CodeInvalid, "%s", prefixed(path, message(other)))}
 	case incomplete != nil:
@@ -180,7 +180,11 @@ func (c *checker) unknownField(elems []string, e *cueErr) diag.List {
 	var detail []string
 	if disc, alts, ok := c.otherVariants(s, parent, key); ok {
 		name := joinPath(formatPath(parent), disc)
-		if got, err := c.userAt(append(slices.Clone(parent), disc)).String(); err != nil || !slices.Contains(enumValues(lookupField(s, disc)), got) {
+		got, err := c.userAt(append(slices.Clone(parent), disc)).String()
+		if def, ok := lookupField(s, disc).Default(); err != nil && ok {
+			got, err = def.String() // the variant chosen by default
+		}
+		if err != nil || !slices.Contains(enumValues(lookupField(s, disc)), got) {
 			// The variant is not (validly) chosen: that is the error to report;
 			// the enum error, if any, is reported at the discriminator.
 			if err != nil {
@@ -232,7 +236,7 @@ func (c *checker) missing(elems []string) diag.Diagnostic {
 	d := diag.Errorf(c.sm.Pos(path), path, CodeMissing, "missing required field %s", path)
 	if s, ok := c.schemaAt(elems, false); ok {
 		if enum := enumValues(s); enum != nil {
-			d.Detail = "one of " + quoteList(enum)
+			d.Detail = "it must be " + oneOf(enum)
 		}
 	}
 	return d
@@ -458,6 +462,14 @@ func first(a, b *cueErr) *cueErr {
 	return b
 }
 
+// subject names a path in a message; the root is "the spec".
+func subject(path string) string {
+	if path == "" {
+		return "the spec"
+	}
+	return path
+}
+
 func prefixed(path, msg string) string {
 	if path == "" {
 		return msg
@@ -478,6 +490,14 @@ func quoteList(xs []string) string {
 		q[i] = strconv.Quote(x)
 	}
 	return strings.Join(q, ", ")
+}
+
+// oneOf is `"a"` for one value, `one of "a", "b"` for more.
+func oneOf(enum []string) string {
+	if len(enum) == 1 {
+		return strconv.Quote(enum[0])
+	}
+	return "one of " + quoteList(enum)
 }
 
 func orList(xs []string) string {

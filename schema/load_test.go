@@ -245,7 +245,7 @@ dataset: {name: "idx", train_labels: "l.idx"}
 			CodeMissing, 2, 10, `missing required field dataset.train_images`, ""},
 		{"missing model kind", "s.cue", `name: "x", dataset: name: "moons"
 model: {hidden: [8]}`,
-			CodeMissing, 2, 8, `missing required field model.kind`, `one of "mlp"`},
+			CodeMissing, 2, 8, `missing required field model.kind`, `it must be "mlp"`},
 		{"syntax error", "s.cue", `name: "x"
 dataset: {name: "moons"
 ` + okModel,
