@@ -136,9 +136,9 @@ func splitRows(x []float32, y []int32, n, features int, frac float64, seed uint6
 	}
 	perm := make([]int32, n)
 	for i := range perm {
-		perm[i] = int32(i) // nothing to carve off: keep the order
+		perm[i] = int32(i)
 	}
-	if e > 0 {
+	if e > 0 { // with nothing to carve off, keep the order
 		permute(perm, rand.NewPCG(seed, streamSplit))
 	}
 	gather := func(rows []int32) Split {
@@ -153,34 +153,43 @@ func splitRows(x []float32, y []int32, n, features int, frac float64, seed uint6
 }
 
 // standardise normalises every feature of train and eval with train's
-// per-feature mean and std.
+// per-feature mean and std (two passes, so large offsets do not cancel).
 func standardise(train, eval *Split, features int) Norm {
-	mean := make([]float64, features)
-	sq := make([]float64, features)
-	for i := 0; i < train.N; i++ {
-		row := train.X[i*features : (i+1)*features]
-		for j, v := range row {
-			mean[j] += float64(v)
-			sq[j] += float64(v) * float64(v)
+	nm := Norm{Mean: make([]float32, features), Std: make([]float32, features)}
+	sum := make([]float64, features)
+	rows := func(s *Split, f func(row []float32)) {
+		for i := range s.N {
+			f(s.X[i*features : (i+1)*features])
 		}
 	}
-	nm := Norm{Mean: make([]float32, features), Std: make([]float32, features)}
-	scale := make([]float32, features)
-	for j := range mean {
-		m := mean[j] / float64(max(train.N, 1))
-		sd := math.Sqrt(max(sq[j]/float64(max(train.N, 1))-m*m, 0))
-		if sd < 1e-12 {
-			sd = 1
+	n := float64(max(train.N, 1))
+	rows(train, func(row []float32) {
+		for j, v := range row {
+			sum[j] += float64(v)
 		}
-		nm.Mean[j], nm.Std[j], scale[j] = float32(m), float32(sd), float32(1/sd)
+	})
+	for j := range sum {
+		nm.Mean[j] = float32(sum[j] / n)
+		sum[j] = 0
+	}
+	rows(train, func(row []float32) {
+		for j, v := range row {
+			d := float64(v - nm.Mean[j])
+			sum[j] += d * d
+		}
+	})
+	for j := range sum {
+		nm.Std[j] = float32(math.Sqrt(sum[j] / n))
+		if nm.Std[j] < 1e-12 {
+			nm.Std[j] = 1
+		}
 	}
 	for _, s := range []*Split{train, eval} {
-		for i := 0; i < s.N; i++ {
-			row := s.X[i*features : (i+1)*features]
+		rows(s, func(row []float32) {
 			for j := range row {
-				row[j] = (row[j] - nm.Mean[j]) * scale[j]
+				row[j] = (row[j] - nm.Mean[j]) / nm.Std[j]
 			}
-		}
+		})
 	}
 	return nm
 }

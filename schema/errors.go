@@ -88,6 +88,9 @@ func (c *checker) errors(err error) (out diag.List) {
 		}
 		out = kept
 	}
+	if len(out) == 0 { // never report success for a failed validation
+		return plainErrors(err, CodeInvalid, c.sm.Files, c.display)
+	}
 	out = dedupe(out)
 	out.Sort()
 	return out

@@ -113,7 +113,7 @@ func loadPackage(dir string, args []string) (*Experiment, diag.List) {
 	if err != nil {
 		return nil, readError(dir, err)
 	}
-	display := displayNamer(dir, abs)
+	display := displayNamer(dir)
 	if args == nil {
 		args = []string{"."}
 	}
@@ -182,7 +182,7 @@ func instanceFiles(inst *build.Instance, seen map[*build.Instance]bool) []string
 
 // displayNamer maps the absolute file names cue/load reports back to names
 // relative to the working directory when the user gave a relative path.
-func displayNamer(given, abs string) func(string) string {
+func displayNamer(given string) func(string) string {
 	if filepath.IsAbs(given) {
 		return identity
 	}

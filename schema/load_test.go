@@ -202,6 +202,12 @@ dataset: name: "fashion-mnist"
 dataset: name: "fashion-mnist"
 ` + okModel + `epochs: 3`,
 			CodeUnknownKey, 4, 1, `unknown field "epochs"`, "allowed fields: backend, dataset"},
+		{"key of the default kind", "s.cue", `name: "x", dataset: name: "moons"
+` + okModel + `optimizer: schedule: {min_lr: 0.1}`,
+			CodeUnknownKey, 3, 23, `unknown field "min_lr" in optimizer.schedule`, `only allowed when optimizer.schedule.kind is "cosine"`},
+		{"missing discriminator", "s.cue", `name: "x", dataset: {}
+` + okModel,
+			CodeMissing, 1, 21, `missing required field dataset.name`, `one of "fashion-mnist", "idx"`},
 		{"wrong type", "s.cue", `name: "x"
 dataset: name: "fashion-mnist"
 ` + okModel + `optimizer: {kind: "sgd", lr: "fast"}`,

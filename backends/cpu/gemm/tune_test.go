@@ -19,12 +19,14 @@ func TestTuneKernel(t *testing.T) {
 		for _, kc := range []int{128, 256, 384, 512} {
 			a := make([]float32, kc*kr.mr)
 			bp := make([]float32, kc*kr.nr*16)
-			c := make([]float32, kr.mr*kr.nr*16)
+			const ldc = 1024
+			c := make([]float32, 1024*ldc)
 			best := time.Hour
 			for rep := 0; rep < 3000; rep++ {
 				st := time.Now()
+				row := (rep * kr.mr) % (1024 - kr.mr)
 				for j := 0; j < 16; j++ {
-					kr.fn(kc, &a[0], &bp[j*kc*kr.nr], &c[j*kr.nr], kr.nr*16, 1)
+					kr.fn(kc, &a[0], &bp[j*kc*kr.nr], &c[row*ldc+j*kr.nr], ldc, 1)
 				}
 				best = min(best, time.Since(st))
 			}
@@ -68,5 +70,29 @@ func TestTuneGemm(t *testing.T) {
 		}
 		f := 2 * float64(s.m*s.n*s.k) / 1e9
 		t.Logf("%-28s cpu %.1f GFLOP/s  wall %.1f", s.name, f/best.Seconds(), f/bestW.Seconds())
+	}
+}
+
+func TestTuneBlocks(t *testing.T) {
+	if os.Getenv("GEMM_TUNE") == "" {
+		t.Skip()
+	}
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	r := newRand(t)
+	for _, n := range []int{1024, 2048} {
+		a, bm, c := randMat(r, n, n, n), randMat(r, n, n, n), randMat(r, n, n, n)
+		for _, kc := range []int{192, 256, 320, 384, 512} {
+			for _, nb := range []int{128, 256, 384, 512} {
+				kcMax, nbMax = kc, nb
+				best := time.Hour
+				for rep := 0; rep < 8*1024/n; rep++ {
+					st := threadCPU()
+					Sgemm(nil, false, false, n, n, n, 1, a, n, bm, n, 0, c, n)
+					best = min(best, threadCPU()-st)
+				}
+				t.Logf("n=%d kc=%d nb=%d: %.1f", n, kc, nb, 2*float64(n*n*n)/best.Seconds()/1e9)
+			}
+		}
 	}
 }

@@ -42,7 +42,7 @@ const DefaultSpin = 200 * time.Microsecond
 // inside a task of the same pool.
 type Pool struct {
 	n    int
-	spin time.Duration
+	spin atomic.Int64 // time.Duration
 
 	mu sync.Mutex // serialises jobs
 
@@ -77,7 +77,8 @@ func New(n int) *Pool {
 	if n < 1 {
 		n = 1
 	}
-	p := &Pool{n: n, spin: DefaultSpin}
+	p := &Pool{n: n}
+	p.spin.Store(int64(DefaultSpin))
 	p.workers = make([]*worker, n)
 	for i := 1; i < n; i++ {
 		w := &worker{wake: make(chan struct{}, 1)}
@@ -104,8 +105,8 @@ func Default() *Pool {
 func (p *Pool) Workers() int { return p.n }
 
 // SetSpin sets how long idle workers busy-wait before parking (0 parks at
-// once). It must not be called concurrently with Run.
-func (p *Pool) SetSpin(d time.Duration) { p.spin = d }
+// once). It takes effect the next time a worker goes idle.
+func (p *Pool) SetSpin(d time.Duration) { p.spin.Store(int64(d)) }
 
 // Run calls fn(worker, task) for every task in [0, tasks) and returns when all
 // calls have returned. fn is called from several goroutines at once.
@@ -171,7 +172,9 @@ func (p *Pool) work(id int) {
 
 func (p *Pool) loop(id int, w *worker) {
 	defer p.wg.Done()
-	seen := p.state.Load() >> 32
+	// Generation 0 is the state before the first job. (Loading it here
+	// instead could miss a job started before this goroutine ran.)
+	var seen uint64
 	for {
 		s := p.waitNew(w, seen)
 		seen = s >> 32
@@ -210,7 +213,8 @@ func (p *Pool) waitNew(w *worker, seen uint64) uint64 {
 }
 
 func (p *Pool) spinWait(seen uint64) uint64 {
-	if p.spin <= 0 {
+	spin := time.Duration(p.spin.Load())
+	if spin <= 0 {
 		return p.state.Load()
 	}
 	start := time.Now()
@@ -220,7 +224,7 @@ func (p *Pool) spinWait(seen uint64) uint64 {
 			return s
 		}
 		if i&255 == 0 {
-			if time.Since(start) > p.spin {
+			if time.Since(start) > spin {
 				return s
 			}
 			if i&4095 == 0 {
