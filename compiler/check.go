@@ -47,9 +47,9 @@ func CheckMemory(p *ir.Plan, src interface{ Pos(string) diag.Range }, limit int6
 	if limit <= 0 || need <= limit {
 		return nil
 	}
-	d := diag.Errorf(src.Pos("model"), "model", "E-COMPILE-MEMORY",
+	d := diag.Errorf(src.Pos("model.hidden"), "model.hidden", "E-COMPILE-MEMORY",
 		"model needs about %s of memory, more than the %s available", HumanBytes(need), HumanBytes(limit))
-	d.Detail = fmt.Sprintf("estimate: parameters and optimizer state %s, step inputs %s, activations and gradients %s (after reuse), data %s\nhint: reduce model.hidden or dataset.batch",
+	d.Detail = fmt.Sprintf("estimate: parameters and optimizer state %s, step inputs %s, activations and gradients %s (after reuse), data %s\nreduce model.hidden or dataset.batch",
 		HumanBytes(p.Memory.PersistentBytes), HumanBytes(p.Memory.InputBytes), HumanBytes(p.Memory.TempBytes), HumanBytes(dataBytes))
 	return diag.List{d}
 }
