@@ -3,6 +3,7 @@ package ir
 import (
 	"errors"
 	"fmt"
+	"sort"
 )
 
 // BufferAlign is the alignment of every buffer offset in the arena, in bytes.
@@ -52,14 +53,39 @@ func VerifyPlan(p *Plan) error {
 			errf("%s: unknown kind %q", where, b.Kind)
 		}
 	}
-	// Non-temp buffers own their bytes for the whole run.
-	for i, a := range p.Buffers {
-		if a.Kind == BufTemp {
+	// Non-temp buffers own their bytes for the whole run. Sorted by offset
+	// they must be disjoint, so comparing neighbours finds any overlap among
+	// them, and a binary search finds the first one a temp could touch.
+	var owned []int
+	for i, b := range p.Buffers {
+		if b.Kind != BufTemp {
+			owned = append(owned, i)
+		}
+	}
+	sort.SliceStable(owned, func(x, y int) bool { return p.Buffers[owned[x]].Offset < p.Buffers[owned[y]].Offset })
+	clash := func(i, j int) {
+		if i > j {
+			i, j = j, i
+		}
+		a, b := p.Buffers[i], p.Buffers[j]
+		errf("buffer b%d (%s, %s) overlaps b%d (%s, %s) in the arena", i, a.Name, a.Kind, j, b.Name, b.Kind)
+	}
+	for x := 1; x < len(owned); x++ {
+		for y := x - 1; y >= 0 && overlaps(p.Buffers[owned[y]], p.Buffers[owned[x]]); y-- {
+			clash(owned[y], owned[x])
+		}
+	}
+	for i, b := range p.Buffers {
+		if b.Kind != BufTemp {
 			continue
 		}
-		for j, b := range p.Buffers {
-			if j != i && (b.Kind == BufTemp || j > i) && overlaps(a, b) {
-				errf("buffer b%d (%s, %s) overlaps b%d (%s, %s) in the arena", i, a.Name, a.Kind, j, b.Name, b.Kind)
+		x := sort.Search(len(owned), func(x int) bool {
+			o := p.Buffers[owned[x]]
+			return o.Offset+o.Bytes > b.Offset
+		})
+		for ; x < len(owned) && p.Buffers[owned[x]].Offset < b.Offset+b.Bytes; x++ {
+			if overlaps(p.Buffers[owned[x]], b) {
+				clash(owned[x], i)
 			}
 		}
 	}
@@ -174,23 +200,61 @@ func verifyProgram(p *Plan, pr *Program) []error {
 	return errs
 }
 
-// checkTempOverlap reports pairs of temps that are live at once and share
-// arena bytes.
+// checkTempOverlap reports temps that are live at once and share arena
+// bytes. It sweeps the kernels in order, keeping the live temps sorted by
+// offset: if the live set is disjoint, a new temp can only collide with its
+// neighbours, so the check is O(n log n) rather than over all pairs (plans
+// of deep models have thousands of temps).
 func checkTempOverlap(p *Plan, pr *Program, live map[int]*span) []error {
-	var errs []error
-	for i := range p.Buffers {
-		si := live[i]
-		if si == nil {
-			continue
+	type entry struct {
+		id int
+		s  *span
+	}
+	byFirst := make([]entry, 0, len(live))
+	for id, s := range live {
+		byFirst = append(byFirst, entry{id, s})
+	}
+	sort.Slice(byFirst, func(a, b int) bool {
+		if byFirst[a].s.first != byFirst[b].s.first {
+			return byFirst[a].s.first < byFirst[b].s.first
 		}
-		for j := i + 1; j < len(p.Buffers); j++ {
-			sj := live[j]
-			if sj == nil || si.first > sj.last || sj.first > si.last || !overlaps(p.Buffers[i], p.Buffers[j]) {
-				continue
+		return byFirst[a].id < byFirst[b].id
+	})
+	var errs []error
+	var active []entry // live temps, sorted by offset, pairwise disjoint
+	end := func(e entry) int64 { return p.Buffers[e.id].Offset + p.Buffers[e.id].Bytes }
+	report := func(a, b entry) {
+		if a.id > b.id {
+			a, b = b, a
+		}
+		ba, bb := p.Buffers[a.id], p.Buffers[b.id]
+		errs = append(errs, fmt.Errorf("program %s: temps b%d (%s, live %s, bytes [%d, %d)) and b%d (%s, live %s, bytes [%d, %d)) overlap in the arena while both are live",
+			pr.Name, a.id, ba.Name, a.s, ba.Offset, ba.Offset+ba.Bytes, b.id, bb.Name, b.s, bb.Offset, bb.Offset+bb.Bytes))
+	}
+	for _, e := range byFirst {
+		// Liveness is inclusive at both ends: drop temps that died before e starts.
+		kept := active[:0]
+		for _, a := range active {
+			if a.s.last >= e.s.first {
+				kept = append(kept, a)
 			}
-			a, b := p.Buffers[i], p.Buffers[j]
-			errs = append(errs, fmt.Errorf("program %s: temps b%d (%s, live %s, bytes [%d, %d)) and b%d (%s, live %s, bytes [%d, %d)) overlap in the arena while both are live",
-				pr.Name, i, a.Name, si, a.Offset, a.Offset+a.Bytes, j, b.Name, sj, b.Offset, b.Offset+b.Bytes))
+		}
+		active = kept
+		off := p.Buffers[e.id].Offset
+		i := sort.Search(len(active), func(i int) bool { return p.Buffers[active[i].id].Offset >= off })
+		clash := false
+		for j := i - 1; j >= 0 && end(active[j]) > off; j-- { // predecessors reaching into e
+			report(active[j], e)
+			clash = true
+		}
+		for j := i; j < len(active) && p.Buffers[active[j].id].Offset < end(e); j++ {
+			report(active[j], e)
+			clash = true
+		}
+		if !clash { // keep the live set disjoint so neighbour checks stay exact
+			active = append(active, entry{})
+			copy(active[i+1:], active[i:])
+			active[i] = e
 		}
 	}
 	return errs

@@ -89,25 +89,37 @@ func packTemps(p *ir.Plan, live map[int]interval) map[int]int64 {
 // returns the offsets and the region's size.
 func firstFit(p *ir.Plan, live map[int]interval, order []int) (map[int]int64, int64) {
 	type span struct{ lo, hi int64 }
-	offsets := map[int]int64{}
-	var size int64
+	// Dense copies of the lookups: this loop is quadratic in the number of
+	// temporaries, so it must not touch maps (deep models have thousands).
+	ivs := make([]interval, len(order))
+	sizes := make([]int64, len(order))
+	offs := make([]int64, len(order))
 	for i, id := range order {
-		var busy []span
-		for _, other := range order[:i] {
-			if live[id].overlaps(live[other]) {
-				busy = append(busy, span{offsets[other], offsets[other] + align(p.Buffers[other].Bytes)})
+		ivs[i], sizes[i] = live[id], align(p.Buffers[id].Bytes)
+	}
+	var size int64
+	var busy []span
+	for i := range order {
+		busy = busy[:0]
+		for j := 0; j < i; j++ {
+			if ivs[i].overlaps(ivs[j]) {
+				busy = append(busy, span{offs[j], offs[j] + sizes[j]})
 			}
 		}
 		slices.SortFunc(busy, func(a, b span) int { return cmp.Compare(a.lo, b.lo) })
-		n, off := align(p.Buffers[id].Bytes), int64(0)
+		n, off := sizes[i], int64(0)
 		for _, s := range busy {
 			if off+n <= s.lo {
 				break
 			}
 			off = max(off, s.hi)
 		}
-		offsets[id] = off
+		offs[i] = off
 		size = max(size, off+n)
+	}
+	offsets := make(map[int]int64, len(order))
+	for i, id := range order {
+		offsets[id] = offs[i]
 	}
 	return offsets, size
 }
