@@ -9,6 +9,7 @@
 package runner
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -268,14 +269,26 @@ func (t *trainer) open(backendName string) (err error) {
 	return nil
 }
 
-// writeInputs copies the spec and the plan into the run directory.
+// writeInputs copies the spec and the plan into the run directory. When
+// the spec file is not at hand (a plan was run, or the spec is a CUE
+// package directory) the resolved spec the plan carries is written as
+// spec.json instead.
 func (t *trainer) writeInputs() error {
-	if t.opts.SpecPath != "" {
+	if st, err := os.Stat(t.opts.SpecPath); t.opts.SpecPath != "" && err == nil && st.Mode().IsRegular() {
 		b, err := os.ReadFile(t.opts.SpecPath)
 		if err != nil {
 			return err
 		}
 		if err := writeFileAtomic(filepath.Join(t.dir, "spec"+filepath.Ext(t.opts.SpecPath)), b); err != nil {
+			return err
+		}
+	} else if len(t.plan.Spec) > 0 {
+		var buf bytes.Buffer
+		if err := json.Indent(&buf, t.plan.Spec, "", "  "); err != nil {
+			return err
+		}
+		buf.WriteByte('\n')
+		if err := writeFileAtomic(filepath.Join(t.dir, "spec.json"), buf.Bytes()); err != nil {
 			return err
 		}
 	}
