@@ -3,7 +3,7 @@
 #   make test         install what the tests need and run the whole suite
 GO ?= go
 
-.PHONY: quickstart test expc deps
+.PHONY: quickstart test expc deps bench
 
 expc:
 	$(GO) build -o expc ./cmd/expc
@@ -17,3 +17,7 @@ quickstart: deps expc
 test: deps
 	$(GO) vet ./...
 	$(GO) test ./...
+
+# expc's CPU backend against PyTorch, OpenBLAS and gorgonia (bench/README.md).
+bench:
+	./bench/run.sh $(BENCH_FLAGS)

@@ -35,6 +35,13 @@ func (c *compiler) check() diag.List {
 	if e.Optimizer.Schedule.WarmupSteps > c.steps() && e.Optimizer.Schedule.Kind == "cosine" {
 		c.errorf("optimizer.schedule.warmup_steps", "E-COMPILE-SCHEDULE", "warmup of %d steps is longer than the %d training steps", e.Optimizer.Schedule.WarmupSteps, c.steps())
 	}
+	if len(c.diags) == 0 {
+		c.checkSparsity()
+	}
+	if c.contrastive() {
+		c.checkContrastive()
+	}
+	c.checkMoE()
 	return c.diags
 }
 

@@ -40,12 +40,18 @@ func Compile(in Input) (*ir.Module, *ir.Plan, diag.List) {
 	}
 	mod := &ir.Module{Name: c.exp.Name}
 	mod.Funcs = append(mod.Funcs, c.trainFunc(), c.evalFunc())
+	if f := c.maskFunc(); f != nil {
+		mod.Funcs = append(mod.Funcs, f)
+	}
 	if len(c.diags) > 0 {
 		return nil, nil, c.diags
 	}
 	plan, err := c.planHeader()
 	if err != nil {
 		return nil, nil, diag.List{diag.Errorf(c.pos(""), "", "E-INTERNAL", "%v", err)}
+	}
+	if c.contrastive() {
+		c.contrastiveHeader(plan)
 	}
 	return mod, plan, nil
 }
@@ -55,6 +61,7 @@ type compiler struct {
 	exp   *schema.Experiment
 	src   *schema.SourceMap
 	diags diag.List
+	sp    *sparsity // method.sparsity, resolved by check; nil without one
 }
 
 func (c *compiler) pos(path string) diag.Range { return c.src.Pos(path) }
@@ -93,6 +100,12 @@ func (c *compiler) evalBatch() int {
 
 // trainFunc is forward + loss + backward + optimizer update.
 func (c *compiler) trainFunc() *ir.Func {
+	if c.contrastive() {
+		return c.contrastiveTrainFunc()
+	}
+	if c.moeModel() {
+		return c.moeTrainFunc()
+	}
 	f := &ir.Func{Name: "train"}
 	b := ir.NewBuilder(f)
 	batch, feat := c.exp.Dataset.Batch, c.in.Data.Features
@@ -116,6 +129,12 @@ func (c *compiler) trainFunc() *ir.Func {
 
 // evalFunc is forward + plain loss (no smoothing or z-loss) + correct count.
 func (c *compiler) evalFunc() *ir.Func {
+	if c.contrastive() {
+		return c.contrastiveEvalFunc()
+	}
+	if c.moeModel() {
+		return c.moeEvalFunc()
+	}
 	f := &ir.Func{Name: "eval"}
 	b := ir.NewBuilder(f)
 	batch, feat := c.evalBatch(), c.in.Data.Features
@@ -178,6 +197,7 @@ func (c *compiler) planHeader() (*ir.Plan, error) {
 			EvalEvery: evalEvery, LogEvery: c.exp.Train.LogEvery, Seed: c.exp.Train.Seed,
 			LR: ir.LRSchedule{Kind: o.Schedule.Kind, LR: o.LR, MinLR: o.Schedule.MinLR,
 				Warmup: o.Schedule.WarmupSteps, Total: c.steps()},
+			Masks: c.maskSchedule(),
 		},
 	}, nil
 }

@@ -26,7 +26,7 @@ func (c *compiler) model(b *ir.Builder) model {
 // buildMLP: fc1..fcN, each x·W + b, the activation between layers.
 func buildMLP(c *compiler, b *ir.Builder) model {
 	spec := c.exp.Model
-	widths := append(append([]int{c.in.Data.Features}, spec.Hidden...), c.in.Data.Classes)
+	widths := append(append([]int{c.in.Data.Features}, c.hiddenWidths()...), c.in.Data.Classes)
 	act := spec.Activation
 	if act == "" {
 		act = "relu"
@@ -38,6 +38,7 @@ func buildMLP(c *compiler, b *ir.Builder) model {
 	type layer struct {
 		w, b *ir.Value
 		loc  ir.Loc
+		mask *maskRef // nil unless method.sparsity masks the layer
 	}
 	var layers []layer
 	var params []*ir.Value
@@ -52,7 +53,7 @@ func buildMLP(c *compiler, b *ir.Builder) model {
 		w.Init = init
 		bias := b.Param(name+".b", ir.Tensor(ir.F32, widths[i+1]), ir.RoleParam)
 		bias.Init = "zeros"
-		layers = append(layers, layer{w, bias, b.Loc})
+		layers = append(layers, layer{w, bias, b.Loc, c.maskParams(b, name, w)})
 		params = append(params, w, bias)
 	}
 	return model{params: params, forward: func(b *ir.Builder, x *ir.Value) *ir.Value {
@@ -60,7 +61,7 @@ func buildMLP(c *compiler, b *ir.Builder) model {
 		for i, l := range layers {
 			b.Loc = l.loc
 			name := fmt.Sprintf("fc%d", i+1)
-			z := b.V("matmul", nil, name+".mm", h, l.w)
+			z := b.V("matmul", nil, name+".mm", h, l.mask.apply(b, l.w, name))
 			if i == len(layers)-1 {
 				return b.V("bias_add", nil, "logits", z, l.b)
 			}

@@ -9,7 +9,8 @@
 //
 // Datasets: "fashion-mnist" (IDX files from the Debian package
 // dataset-fashion-mnist), "idx" (IDX files by path), "csv", and the seeded
-// synthetic generators "blobs" and "moons".
+// synthetic generators "blobs" and "moons", "tokens" (token streams for
+// sequence models, tokens.go) and "mixture_regression" (mixture.go).
 //
 // CSV: numeric feature columns and one integer label column. With Header the
 // label column is found by name (LabelColumn, default "label"); without,
@@ -89,8 +90,12 @@ func Load(ds schema.Dataset, specDir string) (*Set, error) {
 		s, err = loadCSV(ds, specDir)
 	case "blobs", "moons":
 		s, err = loadSynthetic(ds)
+	case "tokens":
+		s, err = loadTokens(ds)
+	case "mixture_regression":
+		s, err = loadMixture(ds)
 	default:
-		return nil, fmt.Errorf("data: unknown dataset %q (want fashion-mnist, idx, csv, blobs or moons)", ds.Name)
+		return nil, fmt.Errorf("data: unknown dataset %q (want fashion-mnist, idx, csv, blobs, moons, tokens or mixture_regression)", ds.Name)
 	}
 	if err != nil {
 		return nil, err

@@ -23,8 +23,12 @@ func Meta(ds schema.Dataset, specDir string) (Info, error) {
 		m, err = csvMeta(ds, specDir)
 	case "blobs", "moons":
 		m, err = synthMeta(ds)
+	case "tokens":
+		m, err = tokenMeta(ds)
+	case "mixture_regression":
+		m, err = mixtureMeta(ds)
 	default:
-		err = fmt.Errorf("data: unknown dataset %q (want fashion-mnist, idx, csv, blobs or moons)", ds.Name)
+		err = fmt.Errorf("data: unknown dataset %q (want fashion-mnist, idx, csv, blobs, moons, tokens or mixture_regression)", ds.Name)
 	}
 	m.Name = ds.Name
 	return m, err

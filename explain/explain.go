@@ -32,6 +32,13 @@ type Report struct {
 	Kernels  []KernelRow `json:"kernels"`
 	Memory   ir.Memory   `json:"memory"`
 	Totals   Totals      `json:"totals"`
+	// Contrastive says which kernels compute a contrastive loss (nil when
+	// the plan has none).
+	Contrastive *ContrastiveInfo `json:"contrastive,omitempty"`
+	// Sparsity describes each masked layer of a sparse-training plan.
+	Sparsity []SparseLayer `json:"sparsity,omitempty"`
+	// MoE is the routing plan of each mixture-of-experts layer.
+	MoE []MoELayer `json:"moe,omitempty"`
 }
 
 // PassInfo is one pass that ran; Seconds is null when the timings of the
@@ -70,7 +77,8 @@ type Totals struct {
 
 // Build assembles the report for a plan and (optionally) its timings.
 func Build(p *ir.Plan, t *ir.Timings) Report {
-	r := Report{Hash: p.Hash, Name: p.Name, Target: p.Target, Compiler: p.Compiler, Options: p.Options, Memory: p.Memory}
+	r := Report{Hash: p.Hash, Name: p.Name, Target: p.Target, Compiler: p.Compiler, Options: p.Options, Memory: p.Memory,
+		Contrastive: contrastiveInfo(p), Sparsity: sparsityReport(p), MoE: moeReport(p)}
 	secs := map[string]float64{}
 	if t != nil && t.Hash == p.Hash {
 		for _, pt := range t.Passes {
@@ -176,6 +184,9 @@ func Text(w io.Writer, p *ir.Plan, t *ir.Timings) error {
 	fmt.Fprintf(w, "\nmemory  arena %s = persistent %s + inputs %s + temp %s (without reuse temp would be %s)\n",
 		compiler.HumanBytes(m.ArenaBytes), compiler.HumanBytes(m.PersistentBytes), compiler.HumanBytes(m.InputBytes),
 		compiler.HumanBytes(m.TempBytes), compiler.HumanBytes(m.NaiveTempBytes))
+	writeContrastive(w, r.Contrastive)
+	writeSparsity(w, r.Sparsity, p.Schedule.Steps)
+	writeMoE(w, r.MoE)
 	return nil
 }
 

@@ -29,7 +29,7 @@ type OpDef struct {
 	Name    string
 	MinArgs int
 	MaxArgs int // -1: variadic
-	Results int // number of results
+	Results int // number of results; -1: as many as the type rule gives
 	Attrs   []AttrDef
 	// Infer computes the result types from the argument types and attributes,
 	// or says why they are invalid.
@@ -89,7 +89,7 @@ func InferTypes(op string, args []Type, attrs Attrs) ([]Type, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", op, err)
 	}
-	if len(ts) != d.Results {
+	if d.Results >= 0 && len(ts) != d.Results {
 		return nil, fmt.Errorf("%s: type rule gave %d results, table says %d", op, len(ts), d.Results)
 	}
 	return ts, nil

@@ -42,6 +42,10 @@ type Kernel struct {
 	FLOPs     int64    `json:"flops"`
 	Bytes     int64    `json:"bytes"` // bytes read and written
 	Loc       Loc      `json:"loc,omitzero"`
+	// Launch holds a target's own choices for this kernel (tile sizes,
+	// block shapes) as the target's lowering recorded them. It is not
+	// checked against the op table: only that target's backend reads it.
+	Launch Attrs `json:"launch,omitempty"`
 }
 
 // Binding names a buffer a program reads or produces ("x", "loss").
@@ -104,6 +108,8 @@ type Schedule struct {
 	LogEvery      int        `json:"log_every"`
 	Seed          int        `json:"seed"`
 	LR            LRSchedule `json:"lr"`
+	// Masks is the sparse-training mask schedule (nil without one).
+	Masks *MaskSchedule `json:"masks,omitempty"`
 }
 
 // DataPlan is the data pipeline.
@@ -141,6 +147,8 @@ type Plan struct {
 	Programs []Program       `json:"programs"`
 	Memory   Memory          `json:"memory"`
 	Passes   []PassRecord    `json:"passes"`
+	// Contrastive is set for contrastive training (see ContrastivePlan).
+	Contrastive *ContrastivePlan `json:"contrastive,omitempty"`
 }
 
 // Program returns the program with the given name, or nil.

@@ -41,9 +41,15 @@ func PrintPlan(p *Plan) string {
 	s, lr := p.Schedule, p.Schedule.LR
 	fmt.Fprintf(&sb, "schedule steps=%d steps_per_epoch=%d eval_every=%d log_every=%d seed=%d lr=%s(lr=%s, min_lr=%s, warmup=%d, total=%d)\n",
 		s.Steps, s.StepsPerEpoch, s.EvalEvery, s.LogEvery, s.Seed, lr.Kind, formatFloat(lr.LR), formatFloat(lr.MinLR), lr.Warmup, lr.Total)
+	if s.Masks != nil {
+		fmt.Fprintf(&sb, "masks %s\n", s.Masks)
+	}
 	d := p.Data
 	fmt.Fprintf(&sb, "data features=%d classes=%d train=%d eval=%d batch=%d eval_batch=%d shuffle=%v\n",
 		d.Features, d.Classes, d.TrainN, d.EvalN, d.Batch, d.EvalBatch, d.Shuffle)
+	if c := p.Contrastive; c != nil {
+		fmt.Fprintf(&sb, "contrastive objective=%s rows=%d probe=%s unfused_arena %s\n", c.Objective, c.Rows, c.Probe.Kind, sizeIEC(c.UnfusedArenaBytes))
+	}
 
 	sb.WriteString("\nbuffers\n")
 	var rows [][]string
@@ -97,6 +103,9 @@ func printProgram(sb *strings.Builder, pr *Program) {
 		}
 		if !k.Loc.IsZero() {
 			tail = strings.TrimSpace(tail + "  loc(" + k.Loc.String() + ")")
+		}
+		if len(k.Launch) > 0 {
+			tail = strings.TrimSpace(tail + "  launch " + FormatAttrs(NormalizeLaunch(k.Launch)))
 		}
 		rows = append(rows, []string{k.Name, k.Op, operands, FormatAttrs(NormalizeAttrs(k.Op, k.Attrs)),
 			flopString(k.FLOPs), sizeSI(k.Bytes), tail})

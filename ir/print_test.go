@@ -56,6 +56,9 @@ func testModule(t *testing.T) *Module {
 	b.V("matmul_bias_act", Attrs{"act": "none", "transpose_b": false}, "fused", x, w)
 	b.V("matmul_act_grad", Attrs{"act": "tanh", "transpose_b": true}, "dx", g, w, x)
 	fx := b.Must("softmax_xent_fused", []*Value{hb, y, one}, nil, "loss2", "dlogits2")
+	contrastiveOps(b, x, y, one)
+	moeOps(b, x, y, step)
+	sparseOps(b, x, w, bias, step)
 	train.Outputs = []Output{
 		{Name: "loss", Value: loss},
 		{Name: "loss fused", Value: fx.Results[0]},

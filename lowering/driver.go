@@ -70,6 +70,9 @@ func runPasses(u *Unit, passes []Pass, cfg Config) (*ir.Timings, error) {
 	}
 	start := time.Now()
 	for _, p := range enabled {
+		if p.Target != "" && p.Target != u.Plan.Target || p.Applies != nil && !p.Applies(u) {
+			continue
+		}
 		before := opCount(u)
 		t0 := time.Now()
 		changed, err := runOne(p, u)

@@ -58,6 +58,13 @@ type Pass struct {
 	After    []string // passes that must run before this one when both run
 	Run      func(u *Unit) (changed bool, err error)
 	Doc      string // one line for --help and `expc explain`
+	// Target, when set, limits the pass to plans for that backend; for
+	// other targets it neither runs nor appears in the pass log.
+	Target string
+	// Applies, when set, says whether the unit has anything for the pass
+	// (a method's pass on a plan without that method); when it says no,
+	// the pass neither runs nor appears in the pass log.
+	Applies func(u *Unit) bool
 }
 
 // Pipeline is every pass, in order.
@@ -68,8 +75,14 @@ var Pipeline = []Pass{
 		Doc: "merge pure instructions with the same op, arguments and attributes"},
 	{Name: "dce", Stage: Graph, After: []string{"cse"}, Run: dce,
 		Doc: "remove pure instructions whose results are unused"},
+	{Name: "fuse-contrastive", Stage: Graph, After: []string{"canonicalize", "cse", "dce"}, Run: fuseContrastive, Applies: usesOp("soft_xent"),
+		Doc: "a contrastive loss (normalize, similarities, temperature, masked log-sum-exp, cross-entropy) and its backward become one tiled kernel"},
+	{Name: "fuse-moe-gating", Stage: Graph, After: []string{"canonicalize", "cse", "dce"}, Run: fuseMoEGating, Applies: usesOp("moe_dispatch"),
+		Doc: "a mixture-of-experts layer (gate, top-k, dispatch, expert FFNs, combine) and its backward become a gating kernel, one grouped GEMM over the permuted tokens and a combine"},
 	{Name: "fuse-elementwise", Stage: Graph, After: []string{"canonicalize", "cse", "dce"}, Run: fuseElementwise,
 		Doc: "fuse GEMM epilogues (bias, activation, activation gradient) and softmax cross-entropy with its gradient"},
+	{Name: "fuse-sparse-masks", Stage: Graph, After: []string{"fuse-elementwise"}, Run: fuseSparseMasks, Applies: hasMasks,
+		Doc: "a multiply by a weight mask feeding a matmul (forward and backward) becomes a masked matmul whose kernel (N:M, block, CSR or dense-with-mask) a cost model picks"},
 	{Name: "dce-late", Stage: Graph, After: []string{"fuse-elementwise"}, Run: dce,
 		Doc: "dce again, after fusion"},
 	{Name: "select-kernels", Stage: PlanStage, Required: true,
@@ -79,6 +92,8 @@ var Pipeline = []Pass{
 		Doc: "reorder each program's kernels to lower peak temporary memory"},
 	{Name: "plan-memory", Stage: PlanStage, Required: true, After: []string{"schedule"}, Run: planMemory,
 		Doc: "lay out the arena: persistent, inputs, then temporaries shared by liveness"},
+	{Name: "cuda-launch", Stage: PlanStage, Required: true, After: []string{"plan-memory"}, Run: cudaLaunch, Target: "cuda",
+		Doc: "record the CUDA target's kernel choices (GEMM tiles, launch shapes) in each kernel's launch attributes"},
 }
 
 // PassNames lists the pipeline's pass names in order.

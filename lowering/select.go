@@ -188,7 +188,7 @@ func (s *selector) inPlaceUpdates(f *ir.Func) (map[*ir.Value]int, error) {
 // one of their inputs.
 func inPlaceSafe(op string) bool {
 	d, ok := ir.LookupOp(op)
-	return ok && d.Elementwise || op == "sgd" || op == "adamw"
+	return ok && d.Elementwise || op == "sgd" || op == "adamw" || op == "mask_update"
 }
 
 // inPlaceOrder is the body in order, except that an instruction whose

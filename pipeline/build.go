@@ -78,21 +78,24 @@ func BuildExperiment(exp *schema.Experiment, dir string, opts Options) (res *Res
 		return nil, diag.List{diag.Errorf(exp.Source.Pos("dataset"), "dataset", "E-DATA", "%v", err)}
 	}
 	irOpts := ir.Options{OptLevel: opts.OptLevel, DisabledPass: sortedCopy(opts.Disabled)}
-	mod, plan, diags := compiler.Compile(compiler.Input{
+	cin := compiler.Input{
 		Exp: exp, SpecDir: dir, Target: target, Options: irOpts,
 		Data: compiler.DataShape{Features: meta.Features, Classes: meta.Classes, TrainN: meta.TrainN, EvalN: meta.EvalN},
-	})
+	}
+	mod, plan, diags := compiler.Compile(cin)
 	if diags.HasErrors() {
 		return nil, diags
 	}
 	unit := &lowering.Unit{Module: mod, Plan: plan}
-	timings, err := lowering.Run(unit, lowering.Config{
+	lcfg := lowering.Config{
 		OptLevel: opts.OptLevel, Disabled: opts.Disabled, DumpAfter: opts.DumpAfter,
 		Dump: opts.Dump, Verify: true, Seed: exp.Train.Seed,
-	})
+	}
+	timings, err := lowering.Run(unit, lcfg)
 	if err != nil {
 		return nil, diag.List{diag.Errorf(exp.Source.Pos(""), "", "E-LOWER", "%v", err)}
 	}
+	recordUnfusedArena(cin, lcfg, plan)
 	limit := opts.MemoryLimit
 	if limit == 0 {
 		limit = AvailableMemory()

@@ -117,6 +117,12 @@ func forEachLeaf(v reflect.Value, path string, f func(string, reflect.Value)) {
 		} else if v.Type().Elem().Kind() == reflect.Int {
 			f(path, v)
 		}
+	case reflect.Pointer: // an optional section: absent is a leaf, present is walked
+		if v.IsNil() {
+			f(path, v)
+		} else {
+			forEachLeaf(v.Elem(), path, f)
+		}
 	default:
 		f(path, v)
 	}
@@ -134,6 +140,8 @@ func mutate(v reflect.Value) {
 		v.SetBool(!v.Bool())
 	case reflect.Slice:
 		v.Set(reflect.Append(v, reflect.ValueOf(1)))
+	case reflect.Pointer:
+		v.Set(reflect.New(v.Type().Elem()))
 	}
 }
 

@@ -16,8 +16,9 @@ const MetricsFile = "metrics.jsonl"
 // "elapsed_seconds"}; evaluation lines: {"step","eval_loss","eval_accuracy"}.
 // step counts completed steps; non-finite numbers are written as null.
 type metricsLog struct {
-	f   *os.File
-	buf []byte
+	f      *os.File
+	buf    []byte
+	extras []extraMetric // method metrics added to training lines (extras.go)
 }
 
 func openMetrics(path string) (*metricsLog, error) {
@@ -41,6 +42,7 @@ func (m *metricsLog) train(step int, epoch float64, loss, lr float32, sps, elaps
 	b = appendJSONFloat(b, round(sps, 1), 64)
 	b = append(b, `,"elapsed_seconds":`...)
 	b = appendJSONFloat(b, round(elapsed, 3), 64)
+	b = appendExtras(b, m.extras)
 	return m.write(append(b, "}\n"...))
 }
 

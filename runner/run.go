@@ -53,9 +53,11 @@ type trainer struct {
 	batch, steps, spe, logEvery, evalEvery int
 
 	batcher *data.Batcher
-	pf      *data.Prefetcher
-	eval    *evaluator // nil: no evaluation
-	x       []float32  // arena views of the train program's bindings
+	pf      feeder
+	eval    evalRunner       // nil: no evaluation
+	ctr     *contrastiveFeed // contrastive plans: views, second tower, ids
+	masks   *maskRunner      // sparse-training plans: the mask program's schedule
+	x       []float32        // arena views of the train program's bindings
 	y       []int32
 	stepIn  []int32
 	loss    []float32
@@ -136,10 +138,10 @@ func (t *trainer) setup() error {
 		return fmt.Errorf("plan: batch %d and features %d must be positive", t.batch, f)
 	}
 	var err error
-	if t.x, err = f32View(p, t.train, t.exe, "x", int64(t.batch)*int64(f)); err != nil {
+	if t.x, err = f32View(p, t.train, t.exe, "x", int64(t.inputRows())*int64(f)); err != nil {
 		return err
 	}
-	if t.y, err = i32View(p, t.train, t.exe, "y", int64(t.batch)); err != nil {
+	if t.y, err = i32View(p, t.train, t.exe, "y", int64(t.inputRows())); err != nil {
 		return err
 	}
 	if t.stepIn, err = i32View(p, t.train, t.exe, "step", 1); err != nil {
@@ -165,6 +167,12 @@ func (t *trainer) setup() error {
 		return err
 	}
 	t.batcher = data.NewBatcher(set.Train, f, t.batch, p.Data.Shuffle, uint64(p.Schedule.Seed))
+	if err := t.setupContrastive(set); err != nil {
+		return err
+	}
+	if t.masks, err = newMaskRunner(p, t.exe); err != nil {
+		return err
+	}
 	if t.spe = t.batcher.StepsPerEpoch(); t.spe == 0 {
 		return fmt.Errorf("data: %d training examples are fewer than one batch of %d", set.Train.N, t.batch)
 	}
@@ -184,7 +192,7 @@ func (t *trainer) setup() error {
 		t.evalEvery = t.spe
 	}
 	if ev := p.Program("eval"); ev != nil && set.Eval.N > 0 {
-		if t.eval, err = newEvaluator(p, ev, t.exe, set.Eval); err != nil {
+		if t.eval, err = t.newEval(ev, set); err != nil {
 			return err
 		}
 	}
@@ -259,6 +267,7 @@ func (t *trainer) open(backendName string) (err error) {
 	if t.metrics, err = openMetrics(filepath.Join(t.dir, MetricsFile)); err != nil {
 		return err
 	}
+	t.metrics.extras = metricOutputs(p, t.train, t.exe)
 	t.startTrainSec, t.logTrainSec, t.logDone = t.trainSec, t.trainSec, t.done
 	t.prog = newProgress(t.opts.Progress, t.opts.Terminal, t.steps)
 	if t.resume != nil {
@@ -304,7 +313,7 @@ func (t *trainer) writeInputs() error {
 
 // loop runs the remaining steps, evaluating on the way and at the end.
 func (t *trainer) loop(ctx context.Context) (string, error) {
-	t.pf = t.batcher.Prefetcher(t.start)
+	t.pf = t.newFeeder(t.start)
 	defer t.pf.Close()
 	t.startSnapshots()
 	for s := t.start; s < t.steps; s++ {
@@ -337,6 +346,10 @@ func (t *trainer) trainStep(s int) error {
 	x, y := t.pf.Next()
 	copy(t.x, x)
 	copy(t.y, y)
+	t.ctr.feed(x)
+	if err := t.masks.before(t.exe, s); err != nil {
+		return err
+	}
 	t.stepIn[0] = int32(s)
 	if err := t.exe.Run("train"); err != nil {
 		return fmt.Errorf("step %d: %w", s+1, err)
@@ -379,6 +392,9 @@ func (t *trainer) evaluate() error {
 	}
 	t.evalLoss, t.evalAcc = loss, acc
 	if err := t.metrics.eval(t.done, loss, acc); err != nil {
+		return fmt.Errorf("writing %s: %w", MetricsFile, err)
+	}
+	if err := t.logRepresentation(); err != nil {
 		return fmt.Errorf("writing %s: %w", MetricsFile, err)
 	}
 	t.prog.eval(t.done, loss, acc)

@@ -235,7 +235,7 @@ model: {kind: "mlp", hidden: []}`,
 		{"unknown dataset name", "s.cue", `name: "x"
 dataset: {name: "mnist"}
 ` + okModel,
-			CodeEnum, 2, 17, `dataset.name must be one of "fashion-mnist", "idx", "csv", "blobs", "moons"; got "mnist"; did you mean "fashion-mnist"?`, ""},
+			CodeEnum, 2, 17, `dataset.name must be one of "fashion-mnist", "idx", "csv", "blobs", "moons", "tokens", "mixture_regression"; got "mnist"; did you mean "fashion-mnist"?`, ""},
 		{"bad backend", "s.cue", `name: "x", dataset: name: "moons", backend: "cdua"
 ` + okModel,
 			CodeEnum, 1, 45, `backend must be one of "cpu", "cuda"; got "cdua"; did you mean "cuda"?`, ""},
@@ -251,7 +251,7 @@ dataset: {name: "idx", train_labels: "l.idx"}
 			CodeMissing, 2, 10, `missing required field dataset.train_images`, ""},
 		{"missing model kind", "s.cue", `name: "x", dataset: name: "moons"
 model: {hidden: [8]}`,
-			CodeMissing, 2, 8, `missing required field model.kind`, `it must be "mlp"`},
+			CodeMissing, 2, 8, `missing required field model.kind`, `it must be one of "mlp", "transformer", "gaussian_moe"`},
 		{"syntax error", "s.cue", `name: "x"
 dataset: {name: "moons"
 ` + okModel,

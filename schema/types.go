@@ -15,6 +15,7 @@ type Experiment struct {
 	Optimizer Optimizer `json:"optimizer"`
 	Train     Train     `json:"train"`
 	Backend   string    `json:"backend"` // "cpu" (default) | "cuda"
+	Method    *Method   `json:"method,omitempty"`
 
 	// Source maps spec field paths to where they were written. Not part of
 	// the plan hash (positions change when a comment is added).
@@ -26,6 +27,8 @@ type Dataset struct {
 	Name string `json:"name"` // "fashion-mnist" | "idx" | "csv" | "blobs" | "moons"
 	// Batch is the training batch size (> 0, default 128).
 	Batch int `json:"batch"`
+	// Views makes two views of each example (contrastive losses only).
+	Views *Views `json:"views,omitempty"`
 	// EvalBatch is the evaluation batch size (default: Batch).
 	EvalBatch int `json:"eval_batch"`
 	// Shuffle reshuffles the training set every epoch (default true).
@@ -60,6 +63,12 @@ type Dataset struct {
 	Dim     int     `json:"dim,omitempty"`     // blobs: features (default 2)
 	Noise   float64 `json:"noise,omitempty"`   // blobs: cluster std (default 1.0); moons: noise std (default 0.1)
 	Seed    int     `json:"seed,omitempty"`    // generator seed (default 0)
+	// tokens: sequences of SeqLen+1 token ids over Vocab from Sources;
+	// mixture_regression: Experts true experts (see data/tokens.go, data/mixture.go).
+	SeqLen  int      `json:"seq_len,omitempty"`
+	Vocab   int      `json:"vocab,omitempty"`
+	Sources []string `json:"sources,omitempty"`
+	Experts int      `json:"experts,omitempty"`
 }
 
 // Model is a sum type over Kind; the fields of the other kinds are zero.
@@ -69,6 +78,17 @@ type Model struct {
 	Hidden     []int  `json:"hidden,omitempty"`     // hidden layer widths, each > 0
 	Activation string `json:"activation,omitempty"` // "relu" (default) | "gelu" | "tanh" | "sigmoid"
 	Init       string `json:"init,omitempty"`       // "he" (default) | "xavier"
+	// Projection head widths for contrastive losses (default [128] there).
+	Projection []int `json:"projection,omitempty"`
+	// MoE: mixture-of-experts layers (mlp, transformer) or the gate of the
+	// gaussian_moe head (see schema/moe.go).
+	MoE *MoE `json:"moe,omitempty"`
+	// transformer
+	DModel int  `json:"d_model,omitempty"`
+	Layers int  `json:"layers,omitempty"`
+	Heads  int  `json:"heads,omitempty"`
+	FFN    int  `json:"ffn,omitempty"`
+	Causal bool `json:"causal,omitempty"`
 }
 
 // Loss is the training objective.
@@ -76,6 +96,13 @@ type Loss struct {
 	Kind           string  `json:"kind"`            // "cross_entropy"
 	LabelSmoothing float64 `json:"label_smoothing"` // 0 <= s < 1, default 0
 	ZLoss          float64 `json:"z_loss"`          // weight of mean(logsumexp^2), >= 0, default 0
+	// kind "contrastive" (see schema/contrastive.go)
+	Objective   string       `json:"objective,omitempty"` // "nt_xent" | "decoupled" | "supcon" | "dual_infonce"
+	Temperature *Temperature `json:"temperature,omitempty"`
+	Towers      string       `json:"towers,omitempty"` // dual_infonce: "shared" | "separate"
+	Symmetric   bool         `json:"symmetric,omitempty"`
+	Negatives   *Negatives   `json:"negatives,omitempty"`
+	Probe       *Probe       `json:"probe,omitempty"`
 }
 
 // Optimizer updates the parameters.

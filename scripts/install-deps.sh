@@ -2,11 +2,13 @@
 # Installs what expc's quick start and test suite need from Debian:
 #   dataset-fashion-mnist  the real data (IDX files under /usr/share/datasets)
 #   graphviz               `dot`, to check that `expc explain --format dot` renders
+#   clang-14, clang-16     compile the generated CUDA to PTX for sm_80 and sm_90
+#                          (no CUDA SDK needed; clang-14 stops at sm_86)
 # Idempotent: packages already present are not reinstalled.
 set -euo pipefail
 
 need=()
-for pkg in dataset-fashion-mnist graphviz "$@"; do
+for pkg in dataset-fashion-mnist graphviz clang-14 clang-16 "$@"; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
 [ ${#need[@]} -eq 0 ] && exit 0

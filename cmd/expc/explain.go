@@ -14,7 +14,7 @@ func (c *cli) explainCmd() *cobra.Command {
 	var f buildFlags
 	var format string
 	cmd := &cobra.Command{
-		Use:   "explain [--format text|json|dot] [PLAN|SPEC]",
+		Use:   "explain [--format text|json|dot|cuda] [PLAN|SPEC]",
 		Short: "Show what the compiler did: passes, kernels, memory",
 		Long: "Explain a plan: the passes that ran and their times, the kernels in launch order\n" +
 			"(op, fused-from, shapes, FLOPs, bytes) and the arena. Without an argument, the last build.\n" +
@@ -38,6 +38,6 @@ func (c *cli) explainCmd() *cobra.Command {
 		},
 	}
 	f.add(cmd)
-	cmd.Flags().StringVar(&format, "format", "text", "text, json or dot")
+	cmd.Flags().StringVar(&format, "format", "text", "text, json, dot or cuda (the generated CUDA C++)")
 	return cmd
 }

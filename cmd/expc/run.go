@@ -11,7 +11,9 @@ import (
 	"golang.org/x/term"
 
 	"github.com/expc-dev/expc/backends"
-	_ "github.com/expc-dev/expc/backends/cpu" // registers "cpu"
+	_ "github.com/expc-dev/expc/backends/cpu"  // registers "cpu"
+	_ "github.com/expc-dev/expc/backends/cuda" // registers "cuda"
+	"github.com/expc-dev/expc/pipeline"
 	"github.com/expc-dev/expc/runner"
 )
 
@@ -27,7 +29,10 @@ func (c *cli) runCmd() *cobra.Command {
 			"interrupted; --resume RUN_DIR continues it.",
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			plan, planJSON, _, _, err := c.resolvePlan(args, &f, true)
+			// A spec is compiled in memory and its plan written only once the
+			// backend is ready, so a backend that cannot run (no GPU) leaves
+			// nothing behind.
+			plan, planJSON, _, timings, err := c.resolvePlan(args, &f, false)
 			if err != nil {
 				return err
 			}
@@ -41,6 +46,11 @@ func (c *cli) runCmd() *cobra.Command {
 				return c.fail(fmt.Errorf("%s backend: %w", backendName, err))
 			}
 			defer exe.Close()
+			if len(args) > 0 && !isPlanPath(args[0]) {
+				if _, err := pipeline.Write(&pipeline.Result{Plan: plan, PlanJSON: planJSON, Timings: timings}, ""); err != nil {
+					return c.fail(fmt.Errorf("writing the plan: %w", err))
+				}
+			}
 
 			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 			defer stop()

@@ -32,14 +32,14 @@ const (
 func ActForward(act Act, x float32) float32 {
 	switch act {
 	case ReLU:
-		if x > 0 {
-			return x
+		// max(x, 0) as the vector code computes it: NaN and -0 pass through.
+		if x < 0 {
+			return 0
 		}
-		return 0
+		return x
 	case GELU:
 		// ½x(1+tanh u) = x·σ(2u): one exp and no cancellation for x ≪ 0.
-		u := geluC * (x + geluA*x*x*x)
-		return x * sigmoid(2*u)
+		return x / (1 + expf(geluArg(x)))
 	case Tanh:
 		return tanhf(x)
 	case Sigmoid:
@@ -57,28 +57,76 @@ func ActGrad(act Act, pre float32) float32 {
 		}
 		return 0
 	case GELU:
-		// d/dx x·σ(2u) = σ + 2x·σ(1-σ)·u'.
-		x := pre
-		s := sigmoid(2 * geluC * (x + geluA*x*x*x))
-		du := geluC * (1 + 3*geluA*x*x)
-		return s + 2*x*s*(1-s)*du
+		// d/dx x·σ(2u) = σ + 2x·σ(1-σ)·u', with σ(1-σ) = e·σ² for
+		// e = e^(-2u) (1-σ would cancel). Beyond |x| = 10, σ is 0 or 1 to
+		// float32 precision, and clamping keeps x³ from overflowing.
+		x := min(max(pre, -10), 10)
+		e := expf(geluArg(x))
+		s := 1 / (1 + e)
+		return s + 2*geluC*x*(e*s*s)*(1+3*geluA*x*x)
 	case Tanh:
 		t := tanhf(pre)
 		return 1 - t*t
 	case Sigmoid:
-		s := sigmoid(pre)
-		return s * (1 - s)
+		// σ(1-σ) = e·σ² for e = e^-x, which does not cancel for x ≫ 0.
+		// Clamping keeps e finite; the result there is below 2e-35 anyway.
+		e := expf(-max(pre, -80))
+		s := 1 / (1 + e)
+		return e * s * s
 	}
 	return 1
 }
 
-// ApplyAct sets x[i] = act(x[i]).
+// geluArg returns -2u = -2√(2/π)(x + 0.044715x³), so GELU(x) = x/(1+e^-2u).
+func geluArg(x float32) float32 {
+	return -2 * geluC * (x + geluA*x*x*x)
+}
+
+// ApplyAct sets x[i] = act(x[i]), vectorised where the CPU allows.
 func ApplyAct(act Act, x []float32) {
+	if act == None || len(x) == 0 {
+		return
+	}
+	if actVec != nil {
+		actVec(int(act), &x[0], len(x), 1, len(x), nil, nil)
+		return
+	}
+	applyActGo(act, x, nil)
+}
+
+// MulActGrad sets g[i] *= act'(pre[i]), the backward step through act.
+func MulActGrad(act Act, g, pre []float32) {
+	pre = pre[:len(g)]
+	if act == None || len(g) == 0 {
+		return
+	}
+	if actVec != nil {
+		actVec(int(act)+8, &g[0], len(g), 1, len(g), nil, &pre[0])
+		return
+	}
+	mulActGradGo(act, g, pre)
+}
+
+// actVec is the vectorised form of applyActGo/mulActGradGo over a rows x cols
+// tile (ld apart) when the CPU has one: op = act, or act+8 for the gradient;
+// bias (len cols) is added first when non-nil. Set by the dispatch code.
+var actVec func(op int, c *float32, ld, rows, cols int, bias, pre *float32)
+
+// applyActGo is the portable ApplyAct, adding bias (if non-nil) first.
+func applyActGo(act Act, x, bias []float32) {
+	if bias != nil {
+		bias = bias[:len(x)]
+		for i := range x {
+			x[i] += bias[i]
+		}
+	}
 	switch act {
 	case None:
 	case ReLU:
 		for i, v := range x {
-			x[i] = max(v, 0)
+			if v < 0 {
+				x[i] = 0
+			}
 		}
 	default:
 		for i, v := range x {
@@ -87,8 +135,8 @@ func ApplyAct(act Act, x []float32) {
 	}
 }
 
-// MulActGrad sets g[i] *= act'(pre[i]), the backward step through act.
-func MulActGrad(act Act, g, pre []float32) {
+// mulActGradGo is the portable MulActGrad.
+func mulActGradGo(act Act, g, pre []float32) {
 	pre = pre[:len(g)]
 	switch act {
 	case None:
@@ -105,12 +153,10 @@ func MulActGrad(act Act, g, pre []float32) {
 	}
 }
 
+// sigmoid is accurate for all x: for x ≪ 0, e^-x overflows to +Inf and the
+// result to 0, the correctly rounded float32 answer below -104.
 func sigmoid(x float32) float32 {
-	if x >= 0 {
-		return 1 / (1 + expf(-x))
-	}
-	e := expf(x)
-	return e / (1 + e)
+	return 1 / (1 + expf(-x))
 }
 
 // tanhf computes tanh via expm1 so small |x| keeps full relative precision.

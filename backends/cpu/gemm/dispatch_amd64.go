@@ -5,9 +5,17 @@ import "golang.org/x/sys/cpu"
 //go:generate go run kernel_gen.go
 
 var (
-	avx512Kernel = &kernel{name: "avx512", mr: 12, nr: 32, fn: kernAVX512}
-	avx2Kernel   = &kernel{name: "avx2", mr: 6, nr: 16, fn: kernAVX2}
+	avx512Kernel = &kernel{name: "avx512", mr: 12, nr: 32, fn: kernAVX512,
+		narrow: &kernel{name: "avx512-n16", mr: 16, nr: 16, fn: kernAVX512N16}}
+	avx2Kernel = &kernel{name: "avx2", mr: 6, nr: 16, fn: kernAVX2}
 )
+
+func init() {
+	if cpu.X86.HasAVX512F {
+		actVec = actAVX512
+		hasVecPack = true
+	}
+}
 
 // hostKernels lists the kernels this CPU can run, fastest first.
 func hostKernels() []*kernel {

@@ -38,18 +38,32 @@ func SgemmEpilogue(p *pool.Pool, transA, transB bool, m, n, k int, a []float32, 
 // applyEpilogue finishes the rows x cols tile of C at (i, j).
 func (g *call) applyEpilogue(i, rows, j, cols int) {
 	ep := &g.ep
-	for r := i; r < i+rows; r++ {
-		row := g.c[r*g.ldc+j : r*g.ldc+j+cols]
-		if ep.Bias != nil {
-			bias := ep.Bias[j : j+cols]
-			for x := range row {
-				row[x] += bias[x]
-			}
+	var bias []float32
+	if ep.Bias != nil {
+		bias = ep.Bias[j : j+cols]
+	}
+	if actVec != nil {
+		op := int(ep.Act)
+		var bp, pp *float32
+		if bias != nil {
+			bp = &bias[0]
 		}
 		if ep.ActGradOf != nil {
-			MulActGrad(ep.Act, row, ep.ActGradOf[r*g.ldc+j:r*g.ldc+j+cols])
+			op += 8
+			pp = &ep.ActGradOf[i*g.ldc+j]
+		}
+		actVec(op, &g.c[i*g.ldc+j], g.ldc, rows, cols, bp, pp)
+		return
+	}
+	for r := i; r < i+rows; r++ {
+		row := g.c[r*g.ldc+j : r*g.ldc+j+cols]
+		if ep.ActGradOf != nil {
+			if bias != nil {
+				applyActGo(None, row, bias)
+			}
+			mulActGradGo(ep.Act, row, ep.ActGradOf[r*g.ldc+j:r*g.ldc+j+cols])
 		} else {
-			ApplyAct(ep.Act, row)
+			applyActGo(ep.Act, row, bias)
 		}
 	}
 }

@@ -15,11 +15,16 @@ import (
 
 // Blocking for the L2-resident B block (kc x nb) and the shared A block
 // (mb x kc). Zen 5 has 48 KiB L1d and 1 MiB L2 per core: the A micro-panel
-// (mr x kc = 12x384 floats, 18 KiB) sits in L1 next to the streaming B
-// panels, the B block (384x512, 768 KiB) in L2.
+// (mr x kc = 12x512 floats, 24 KiB) stays near L1 while B panels stream
+// through it, and the B block (512x256 floats, 512 KiB) stays in L2 with room
+// for the A and C traffic. Measured on the target (2 threads, n = 1024 and
+// 2048), kc from 384 to 1024 and nb from 128 to 512 are within a few percent
+// of each other; the larger kc means fewer passes over C and fewer waits
+// between k blocks. (With several workers, column blocks are made narrower
+// still; see tasksPerWorker.)
 var (
-	kcMax = 384
-	nbMax = 512
+	kcMax = 512
+	nbMax = 256
 	mbMax = 1536
 )
 
@@ -38,10 +43,13 @@ func KernelName() string { return active.name }
 // op(X) is X or Xᵀ as transX says. op(A) is m x k, op(B) is k x n, C is m x n.
 // lda, ldb and ldc are the row strides of the matrices as stored (so A is
 // stored m x k, or k x m when transA). When beta is 0, C is not read (it may
-// hold NaNs). p may be nil, which runs on the calling goroutine only.
+// hold NaNs). C must not overlap A or B.
 //
-// Sgemm does not allocate once its per-worker buffers have grown to the
-// largest shapes seen.
+// The work is split over p's workers when it is large enough (tiny products
+// stay on the calling goroutine); p may be nil, which runs on the calling
+// goroutine only. Sgemm must not be called from inside a task running on p.
+// It does not allocate once its buffers have grown to the largest shapes
+// seen, and it is safe for concurrent use.
 func Sgemm(p *pool.Pool, transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
 	ws := getWorkspace()
 	ws.g = call{transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha,
@@ -107,6 +115,9 @@ func (ws *workspace) run(p *pool.Pool) {
 		return
 	}
 	kr := active
+	if g.n <= 16 && kr.narrow != nil {
+		kr = kr.narrow // a 32-wide tile would be mostly padding
+	}
 	ws.kr = kr
 	mr, nr := kr.mr, kr.nr
 
@@ -116,48 +127,72 @@ func (ws *workspace) run(p *pool.Pool) {
 	}
 	nw = max(1, min(nw, 2*g.m*g.n*g.k/minFlopsPerWorker))
 
-	// Split k, m and n into near-equal blocks no larger than the maxima.
+	// Split k, m and n into near-equal blocks no larger than the maxima. The
+	// A block is packed for all of k in one job, so each k block then takes
+	// one job (one wait for the slowest worker), not two; mb bounds that
+	// buffer to aMaxFloats.
 	nkb := ceilDiv(g.k, kcMax)
 	kc := ceilDiv(g.k, nkb)
-	nmb := ceilDiv(g.m, mbMax)
+	mbLim := max(mr, min(mbMax, aMaxFloats/g.k/mr*mr))
+	nmb := ceilDiv(g.m, mbLim)
 	mb := roundUp(ceilDiv(g.m, nmb), mr)
+	// Column blocks are whole nr-panels, as even as possible: with 25 panels
+	// in 4 blocks, 6+6+6+7 rather than 7+7+7+4.
+	npan := ceilDiv(g.n, nr)
 	nnb := ceilDiv(g.n, nbMax)
-	if nw > 1 && g.n >= nw*2*nr {
-		// Enough columns for every worker: split n (no packing is duplicated).
-		nnb = roundUp(nnb, nw)
+	if nw > 1 && npan >= 2*nw {
+		// Enough columns for every worker: split n (no packing is
+		// duplicated), into about tasksPerWorker blocks each, so that a
+		// worker the OS delays holds up at most a small block.
+		nnb = roundUp(max(nnb, min(npan/2, tasksPerWorker*nw)), nw)
 	}
-	nb := roundUp(ceilDiv(g.n, nnb), nr)
-	nnb = ceilDiv(g.n, nb)
+	nnb = min(nnb, npan)
 	// Too few column blocks: also split the rows of each A block.
 	msplit := 1
 	if nnb < nw {
 		msplit = min(ceilDiv(nw, nnb), ceilDiv(mb, mr))
 	}
-	ws.kc, ws.mb, ws.nb, ws.nnb, ws.msplit = kc, mb, nb, nnb, msplit
-	ws.grow(nw, mb*kc, kc*nb, mr*nr)
+	ws.kc, ws.mb, ws.npan, ws.nnb, ws.msplit = kc, mb, npan, nnb, msplit
+	ws.grow(nw, mb*g.k, kc*ceilDiv(npan, nnb)*nr, mr*nr)
 
+	// k blocks run in order over all column blocks, so one packed A block
+	// (mb x kc) serves every column block while it is still in cache.
 	for i0 := 0; i0 < g.m; i0 += mb {
-		mc := min(mb, g.m-i0)
-		panels := ceilDiv(mc, mr)
+		ws.i0, ws.mc = i0, min(mb, g.m-i0)
+		panels := ceilDiv(ws.mc, mr)
+		if nw == 1 {
+			ws.packA.tasks = 1
+			ws.packA.Run(0, 0)
+		} else {
+			// A few slices per worker, so one slowed by the OS is covered.
+			ws.packA.tasks = min(4*nw, panels)
+			p.RunTaskN(ws.packA.tasks, nw, &ws.packA)
+		}
 		for p0 := 0; p0 < g.k; p0 += kc {
-			ws.i0, ws.mc, ws.p0, ws.kcc = i0, mc, p0, min(kc, g.k-p0)
+			ws.p0, ws.kcc = p0, min(kc, g.k-p0)
 			if nw == 1 {
-				ws.packA.tasks = 1
-				ws.packA.Run(0, 0)
 				for t := 0; t < nnb*msplit; t++ {
 					ws.compute.Run(0, t)
 				}
 				continue
 			}
-			ws.packA.tasks = min(nw, panels)
-			p.RunTask(ws.packA.tasks, &ws.packA)
-			p.RunTask(nnb*msplit, &ws.compute)
+			p.RunTaskN(nnb*msplit, nw, &ws.compute)
 		}
 	}
 }
 
-// packATask packs the current A block; task t of tasks packs a slice of its
-// panels.
+// tasksPerWorker is how many column blocks each worker gets when n allows.
+// On a quiet machine 1, 2 and 4 measure the same; on a loaded one, smaller
+// blocks keep a worker that the OS deschedules from holding up the job
+// (tasks are handed out dynamically).
+var tasksPerWorker = 4
+
+// aMaxFloats bounds the packed A block (mb x k floats, 16 MiB).
+const aMaxFloats = 1 << 22
+
+// packATask packs the current A block for every k block; task t of tasks
+// packs a slice of its panels. The k block starting at p0 is stored at
+// apack[p0*panels*mr:], as panels of kc_block x mr.
 type packATask struct {
 	ws    *workspace
 	tasks int
@@ -170,37 +205,47 @@ func (t *packATask) Run(_, task int) {
 	panels := ceilDiv(ws.mc, mr)
 	tasks := max(t.tasks, 1)
 	lo, hi := task*panels/tasks, (task+1)*panels/tasks
-	packA(ws.apack, g.a, g.lda, g.transA, ws.i0, ws.mc, ws.p0, ws.kcc, mr, g.alpha, lo, hi)
+	for p0 := 0; p0 < g.k; p0 += ws.kc {
+		kc := min(ws.kc, g.k-p0)
+		packA(ws.apack[p0*panels*mr:], g.a, g.lda, g.transA, ws.i0, ws.mc, p0, kc, mr, g.alpha, lo, hi)
+	}
 }
 
-// computeTask packs one B block and multiplies it by (a row range of) the
-// packed A block.
+// computeTask computes one column block (or a row range of one) of the
+// current A block and k block: pack the B block, then multiply.
 type computeTask struct{ ws *workspace }
 
 func (t *computeTask) Run(w, task int) {
 	ws := t.ws
+	nr := ws.kr.nr
+	jb, part := task%ws.nnb, task/ws.nnb
+	j0 := jb * ws.npan / ws.nnb * nr
+	nc := min((jb+1)*ws.npan/ws.nnb*nr, ws.g.n) - j0
+	ws.block(w, part, ws.p0, ws.kcc, j0, nc)
+}
+
+// block packs the kc x nc block of op(B) at (p0, j0) and multiplies it by
+// row range part of the packed A block, updating C.
+func (ws *workspace) block(w, part, p0, kc, j0, nc int) {
 	g := &ws.g
 	kr := ws.kr
 	mr, nr := kr.mr, kr.nr
-	kc := ws.kcc
-	jb, part := task%ws.nnb, task/ws.nnb
-	j0 := jb * ws.nb
-	nc := min(ws.nb, g.n-j0)
 	bp := ws.bpack[w]
-	packB(bp, g.b, g.ldb, g.transB, ws.p0, kc, j0, nc, nr)
+	packB(bp, g.b, g.ldb, g.transB, p0, kc, j0, nc, nr)
 
 	panels := ceilDiv(ws.mc, mr)
 	qlo, qhi := part*panels/ws.msplit, (part+1)*panels/ws.msplit
 	beta := float32(1)
-	if ws.p0 == 0 {
+	if p0 == 0 {
 		beta = g.beta
 	}
-	last := ws.p0+kc == g.k
+	last := p0+kc == g.k
 	tile := ws.tile[w]
+	apack := ws.apack[p0*panels*mr:]
 	for q := qlo; q < qhi; q++ {
 		i := ws.i0 + q*mr
 		rows := min(mr, g.m-i)
-		ap := &ws.apack[q*kc*mr]
+		ap := &apack[q*kc*mr]
 		for j := j0; j < j0+nc; j += nr {
 			cols := min(nr, g.n-j)
 			bq := &bp[(j-j0)*kc]

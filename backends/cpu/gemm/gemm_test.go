@@ -274,3 +274,16 @@ func TestSgemmAllocs(t *testing.T) {
 		}
 	}
 }
+
+// TestSgemmPoolLargerThanWork uses a pool with more workers than the
+// problem is split for (the flop threshold limits the split), which must not
+// hand tasks to workers without buffers.
+func TestSgemmPoolLargerThanWork(t *testing.T) {
+	p := pool.New(4)
+	defer p.Close()
+	r := newRand(t)
+	for i := 0; i < 20; i++ {
+		runCase(t, r, p, gemmCase{false, false, 8, 1024, 256, 0, 1, 0})
+		runCase(t, r, p, gemmCase{false, true, 600, 20, 200, 1, 1, 1})
+	}
+}

@@ -7,4 +7,31 @@ package gemm
 func kernAVX512(k int, a, b, c *float32, ldc int, beta float32)
 
 //go:noescape
+func kernAVX512N16(k int, a, b, c *float32, ldc int, beta float32)
+
+//go:noescape
 func kernAVX2(k int, a, b, c *float32, ldc int, beta float32)
+
+// actAVX512 applies an activation (op = act) or multiplies by its derivative
+// at pre (op = act + 8) over a rows x cols tile; see act_amd64.s.
+//
+//go:noescape
+func actAVX512(op int, c *float32, ldc, rows, cols int, bias, pre *float32)
+
+// transposeAVX512 is the transposing copy used by packing; see kernel_gen.go.
+//
+//go:noescape
+func transposeAVX512(dst *float32, dstStride int, src *float32, ld, rows, blocks int, mask uint16, alpha float32)
+
+func transposeVec(dst *float32, dstStride int, src *float32, ld, rows, blocks int, mask uint16, alpha float32) {
+	transposeAVX512(dst, dstStride, src, ld, rows, blocks, mask, alpha)
+}
+
+// copyAVX512 is the strided copy used by packing; see kernel_gen.go.
+//
+//go:noescape
+func copyAVX512(dst *float32, dstStride int, src *float32, srcStride, n int, mask uint16, alpha float32)
+
+func copyVec(dst *float32, dstStride int, src *float32, srcStride, n int, mask uint16, alpha float32) {
+	copyAVX512(dst, dstStride, src, srcStride, n, mask, alpha)
+}

@@ -9,6 +9,7 @@ type kernel struct {
 	name   string
 	mr, nr int
 	fn     func(k int, a, b, c *float32, ldc int, beta float32)
+	narrow *kernel // optional variant with nr = 16 for n ≤ 16
 }
 
 // Portable fallback, also used to test the driver. 4x16 keeps the 64

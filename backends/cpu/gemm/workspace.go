@@ -10,10 +10,10 @@ type workspace struct {
 	kr *kernel
 
 	// blocking of the current call and position of the current block
-	kc, mb, nb, nnb, msplit int
-	i0, mc, p0, kcc         int
+	kc, mb, npan, nnb, msplit int
+	i0, mc, p0, kcc           int
 
-	apack []float32   // shared packed A block
+	apack []float32   // shared packed A block (all of k)
 	bpack [][]float32 // per-worker packed B block
 	tile  [][]float32 // per-worker scratch for edge tiles
 

@@ -4,7 +4,9 @@
 // hundreds of microseconds, so starting goroutines (or allocating closures)
 // per kernel is too expensive. A Pool keeps n-1 goroutines alive; the caller
 // of Run acts as worker 0. Idle workers spin for a short while before they
-// park, so back-to-back kernels wake them in well under a microsecond.
+// park, so back-to-back kernels wake them in well under a microsecond, and a
+// job never waits for a parked worker to wake: if the caller runs out of
+// tasks first, late workers simply do not join.
 package pool
 
 import (
@@ -17,7 +19,8 @@ import (
 // Task is a unit of parallel work. Run is called once for every task index in
 // [0, tasks) passed to (*Pool).RunTask; worker identifies the calling worker
 // (0 is the goroutine that called RunTask) so that implementations can use
-// per-worker scratch memory without locking.
+// per-worker scratch memory without locking. Two calls with the same worker
+// never overlap.
 //
 // Passing a pointer to a long-lived struct as a Task does not allocate, which
 // is why the hot kernels use this form instead of closures.
@@ -33,28 +36,39 @@ type Func func(worker, task int)
 func (f Func) Run(worker, task int) { f(worker, task) }
 
 // DefaultSpin is how long an idle worker busy-waits for the next job before it
-// parks. It is long enough to bridge the gaps between kernels of one step and
-// short enough not to burn a core while the program is doing something else.
-const DefaultSpin = 200 * time.Microsecond
+// parks. It bridges the gaps between the kernels of a training step without
+// burning a core for long once the program does something else.
+const DefaultSpin = 100 * time.Microsecond
 
-// Pool runs tasks over a fixed set of workers. Run and RunTask are safe to call
-// from several goroutines (calls are serialised) but must not be called from
-// inside a task of the same pool.
+const (
+	closedBit = 1 << 31       // in join: the job takes no more helpers
+	countMask = closedBit - 1 // in join: helpers running the job
+	closing   = 0xffffffff    // in state's low half: Close was called
+)
+
+// Pool runs tasks over a fixed set of workers. Run, RunTask and RunTaskN are
+// safe to call from several goroutines (jobs are serialised) but must not be
+// called from inside a task of the same pool. A task that panics on a helper
+// goroutine crashes the program.
 type Pool struct {
 	n    int
 	spin atomic.Int64 // time.Duration
 
 	mu sync.Mutex // serialises jobs
 
-	// state packs the job generation (high 32 bits) and the number of helper
-	// goroutines taking part in it (low 32 bits), so a worker reads both in one
-	// atomic load and never pairs a generation with another job's count.
+	// state is the wake-up signal: job generation (high 32 bits) and the
+	// number of helpers invited (low 32 bits), read in one load so a worker
+	// never pairs a generation with another job's count.
 	state atomic.Uint64
-	_     [56]byte // keep the hot counters below on their own cache lines
+	_     [56]byte // keep the hot words below on their own cache lines
+
+	// join admits helpers to the current job: generation (high 32 bits),
+	// closedBit, and the count of helpers running it. The caller closes it
+	// when it runs out of tasks and waits only for helpers that joined.
+	join atomic.Uint64
+	_    [56]byte
 
 	next atomic.Int64 // next task index to hand out
-	_    [56]byte
-	left atomic.Int64 // helpers that have not finished the current job
 	_    [56]byte
 
 	task   Task
@@ -74,11 +88,10 @@ type worker struct {
 // New starts a pool of n workers: n-1 goroutines plus the caller of Run.
 // n < 1 is treated as 1.
 func New(n int) *Pool {
-	if n < 1 {
-		n = 1
-	}
+	n = max(n, 1)
 	p := &Pool{n: n}
 	p.spin.Store(int64(DefaultSpin))
+	p.join.Store(closedBit)
 	p.workers = make([]*worker, n)
 	for i := 1; i < n; i++ {
 		w := &worker{wake: make(chan struct{}, 1)}
@@ -113,17 +126,22 @@ func (p *Pool) SetSpin(d time.Duration) { p.spin.Store(int64(d)) }
 // Prefer RunTask with a reused Task value in hot paths: a closure passed here
 // escapes and so costs one allocation per call unless it is created once.
 func (p *Pool) Run(tasks int, fn func(worker, task int)) {
-	p.RunTask(tasks, Func(fn))
+	p.RunTaskN(tasks, p.n, Func(fn))
 }
 
 // RunTask calls t.Run(worker, task) for every task in [0, tasks) across the
 // workers and returns when all calls have returned. Tasks are handed out
 // dynamically, one index at a time, so uneven tasks balance themselves.
-func (p *Pool) RunTask(tasks int, t Task) {
+func (p *Pool) RunTask(tasks int, t Task) { p.RunTaskN(tasks, p.n, t) }
+
+// RunTaskN is RunTask on at most maxWorkers workers (worker ids stay below
+// maxWorkers), for jobs too small to feed the whole pool or whose per-worker
+// buffers were sized for fewer workers.
+func (p *Pool) RunTaskN(tasks, maxWorkers int, t Task) {
 	if tasks <= 0 {
 		return
 	}
-	helpers := min(tasks, p.n) - 1
+	helpers := min(tasks, p.n, max(maxWorkers, 1)) - 1
 	if helpers <= 0 {
 		for i := 0; i < tasks; i++ {
 			t.Run(0, i)
@@ -137,8 +155,8 @@ func (p *Pool) RunTask(tasks int, t Task) {
 	}
 	p.task, p.tasks = t, int64(tasks)
 	p.next.Store(0)
-	p.left.Store(int64(helpers))
-	gen := p.state.Load()>>32 + 1
+	gen := (p.state.Load()>>32 + 1) & 0xffffffff
+	p.join.Store(gen << 32) // open, nobody running yet
 	p.state.Store(gen<<32 | uint64(helpers))
 	for i := 1; i <= helpers; i++ {
 		w := p.workers[i]
@@ -147,9 +165,10 @@ func (p *Pool) RunTask(tasks int, t Task) {
 		}
 	}
 	p.work(0)
-	// Helpers finish their last task shortly after we run out of work; spin,
-	// then yield, rather than block: the wait is usually sub-microsecond.
-	for i := 0; p.left.Load() != 0; i++ {
+	// Out of tasks: admit no more helpers and wait for those still running
+	// theirs. Spin, then yield: they finish within about one task.
+	p.join.Or(closedBit)
+	for i := 0; p.join.Load()&countMask != 0; i++ {
 		if i > 1000 {
 			runtime.Gosched()
 		}
@@ -178,18 +197,33 @@ func (p *Pool) loop(id int, w *worker) {
 	for {
 		s := p.waitNew(w, seen)
 		seen = s >> 32
-		if s&0xffffffff == 0xffffffff { // closing
+		invited := s & 0xffffffff
+		if invited == closing {
 			return
 		}
-		if id <= int(s&0xffffffff) {
+		if uint64(id) <= invited && p.tryJoin(seen) {
 			p.work(id)
-			p.left.Add(-1)
+			p.join.Add(^uint64(0)) // leave: count-1
+		}
+	}
+}
+
+// tryJoin registers the calling helper with job gen unless that job is
+// already closed (or over).
+func (p *Pool) tryJoin(gen uint64) bool {
+	for {
+		v := p.join.Load()
+		if v>>32 != gen || v&closedBit != 0 {
+			return false
+		}
+		if p.join.CompareAndSwap(v, v+1) {
+			return true
 		}
 	}
 }
 
 // waitNew returns the first state whose generation differs from seen,
-// spinning for p.spin before parking.
+// spinning for the pool's spin time before parking.
 func (p *Pool) waitNew(w *worker, seen uint64) uint64 {
 	if s := p.spinWait(seen); s>>32 != seen {
 		return s
@@ -246,8 +280,8 @@ func (p *Pool) Close() {
 	if p.n == 1 {
 		return
 	}
-	gen := p.state.Load()>>32 + 1
-	p.state.Store(gen<<32 | 0xffffffff)
+	gen := (p.state.Load()>>32 + 1) & 0xffffffff
+	p.state.Store(gen<<32 | closing)
 	for _, w := range p.workers[1:] {
 		if w.asleep.CompareAndSwap(1, 0) {
 			w.wake <- struct{}{}

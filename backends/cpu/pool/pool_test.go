@@ -113,3 +113,20 @@ func BenchmarkRun(b *testing.B) {
 		})
 	}
 }
+
+func TestRunTaskNLimitsWorkers(t *testing.T) {
+	p := New(4)
+	defer p.Close()
+	for rep := 0; rep < 100; rep++ {
+		ct := &countTask{hits: make([]atomic.Int32, 50), workers: make([]atomic.Int32, 4)}
+		p.RunTaskN(50, 2, ct)
+		for i := range ct.hits {
+			if ct.hits[i].Load() != 1 {
+				t.Fatalf("task %d ran %d times", i, ct.hits[i].Load())
+			}
+		}
+		if ct.workers[2].Load()+ct.workers[3].Load() != 0 {
+			t.Fatal("RunTaskN(_, 2, _) used workers 2 or 3")
+		}
+	}
+}

@@ -1,0 +1,571 @@
+package sparse
+
+import (
+	"math"
+
+	"github.com/expc-dev/expc/backends/cpu/pool"
+)
+
+// NM is the compressed N:4 kernel: in every group of four rows of W (four
+// input features) each column keeps exactly n weights, so a product does
+// n/4 of the dense multiply-adds, with no index lists to chase:
+//
+//	forward  C[b, j] = Σ_g Σ_{s<n} X[b, 4g+idx(g,s,j)]·W[4g+idx(g,s,j), j]
+//	         (8 x 32 tiles; X's four values of group g are broadcast to every
+//	         128-bit lane and a VPERMILPS per slot picks each column's input)
+//	input    C[b, k] = Σ_j dY[b, j]·W'[k, j]: for each group the columns j are
+//	         sorted by which rows they keep (their class), so within a class
+//	         the n rows updated are fixed: one load of a row of dYᵀ feeds n
+//	         fused multiply-adds (64 batch lanes)
+//	weight   D at the kept slots only: Σ_b perm(idx, X[b, 4g:4g+4])·dY[b, j],
+//	         three groups x 32 columns per tile, scattered back to W's shape
+//
+// A mask that is not exactly n:4 (the all-zero state before the first mask
+// update, or all ones after a switch to dense) runs on the general kernels
+// (index lists, SDDMM), which take any mask, or dense-with-mask when it keeps
+// more than half the weights.
+type NM struct {
+	s        Shape
+	dir      Dir
+	n        int
+	ok       bool   // the built mask is exactly n:4 and a vector path exists
+	fallback Kernel // for any other mask: general or dense
+	general  Kernel // index lists / SDDMM
+	dense    Kernel // dense-with-mask, made when first needed
+	density  float64
+	mask     []float32
+	groups   int // rows / 4
+
+	// forward: idx per (group, slot, column); packed panels of weights+indices
+	idx    []uint8
+	panels int
+	bpack  []float32
+
+	// weight: per (strip, column panel) the 3·n·2 index vectors
+	didx     []float32
+	xstrips  []float32
+	ypanel   [][]float32
+	ypanelJ  []int
+	dout     [][]float32
+	dwGroups int // full strips of three groups
+
+	// input: per (chunk, group, class) counts and the entries (columns)
+	classes int
+	chunks  int
+	ccnt    []int32
+	cstart  []int32 // per chunk: first entry
+	cent    []int32
+	yt      []float32   // dYᵀ in blocks of 64 batch rows (cols x 64 each)
+	xacc    [][]float32 // per worker: rows x 64 accumulators
+
+	tile, xrows   [][]float32 // forward, per worker: an 8 x 32 tile, 8 padded rows of X
+	a, w, dy, c   []float32
+	tPack, tMul   rangeTask
+	tStrip, tYT   rangeTask
+	fPack, fMul   func(w, lo, hi int)
+	fStrip, fYT   func(w, lo, hi int)
+	fwdJB, fwdJB1 int // current column block (in panels) of the forward pass
+	fwdKB, fwdKB1 int // current k block (in groups)
+}
+
+const (
+	nmRows     = 8   // forward tile rows
+	nmColBlock = 4   // forward: column panels per block
+	nmKBlock   = 128 // forward: groups per k block (384 inputs)
+	nmChunk    = 128 // input gradient: columns of W per chunk (32 KiB of dYᵀ)
+)
+
+// NewNM returns the n:4 kernel for one product (1 <= n <= 3).
+func NewNM(s Shape, dir Dir, n int) *NM {
+	k := &NM{s: s, dir: dir, n: n, groups: s.Rows / 4}
+	switch dir {
+	case Weight:
+		k.general = NewSDDMM(s)
+	default:
+		k.general = NewLists(s, dir)
+	}
+	k.fallback = k.general
+	k.classes = len(nmClassesOf(n))
+	k.panels = ceilDiv(s.Cols, 32)
+	k.chunks = ceilDiv(s.Cols, nmChunk)
+	k.dwGroups = ceilDiv(s.Rows/4, 3) * 3 // strips of three groups, the last padded with zeros
+	k.fPack, k.fMul, k.fStrip, k.fYT = k.packChunk, k.mulChunk, k.stripChunk, k.ytChunk
+	return k
+}
+
+// nmClassesOf lists the kept-row sets of an n:4 group in class order (the
+// order nmDX's generated code expects).
+func nmClassesOf(n int) [][]int {
+	var out [][]int
+	var rec func(start int, cur []int)
+	rec = func(start int, cur []int) {
+		if len(cur) == n {
+			out = append(out, append([]int(nil), cur...))
+			return
+		}
+		for i := start; i < 4; i++ {
+			rec(i+1, append(cur, i))
+		}
+	}
+	rec(0, nil)
+	return out
+}
+
+func (k *NM) Density() float64 { return k.density }
+
+func (k *NM) Build(mask []float32) {
+	rows, cols := k.s.Rows, k.s.Cols
+	k.mask = mask
+	k.ok = nmVector && rows%4 == 0 && (k.dir != Weight || k.n <= 2)
+	nnz := 0
+	for _, v := range mask[:rows*cols] {
+		if v != 0 {
+			nnz++
+		}
+	}
+	k.density = float64(nnz) / float64(max(1, rows*cols))
+	// idx[g][s][j]: the s-th kept row of group g in column j.
+	if cap(k.idx) < k.groups*k.n*cols {
+		k.idx = make([]uint8, k.groups*k.n*cols)
+	}
+	k.idx = k.idx[:k.groups*k.n*cols]
+	for g := 0; g < k.groups && k.ok; g++ {
+		for j := range cols {
+			s := 0
+			for i := range 4 {
+				if mask[(4*g+i)*cols+j] != 0 {
+					if s == k.n {
+						s++
+						break
+					}
+					k.idx[(g*k.n+s)*cols+j] = uint8(i)
+					s++
+				}
+			}
+			if s != k.n {
+				k.ok = false
+			}
+		}
+	}
+	if !k.ok {
+		// Not n:4 (before the first mask, or after a switch to dense): the
+		// index lists for sparse masks, dense-with-mask for dense ones.
+		k.fallback = k.general
+		if k.density > 0.5 {
+			if k.dense == nil {
+				k.dense = NewDense(k.s, k.dir)
+			}
+			k.fallback = k.dense
+		}
+		k.fallback.Build(mask)
+		return
+	}
+	switch k.dir {
+	case Forward:
+		k.buildForward()
+	case Weight:
+		k.buildWeight()
+	case Input:
+		k.buildInput()
+	}
+}
+
+// buildForward writes the index half of every packed group: per column
+// panel, per group, n·2 weight vectors (filled each run) then n·2 index
+// vectors.
+func (k *NM) buildForward() {
+	cols, n := k.s.Cols, k.n
+	per := 64 * n // floats per group
+	if len(k.bpack) < k.panels*k.groups*per {
+		k.bpack = make([]float32, k.panels*k.groups*per)
+	}
+	for jp := range k.panels {
+		for g := range k.groups {
+			d := k.bpack[(jp*k.groups+g)*per:]
+			for s := range n {
+				for l := range 32 {
+					j := jp*32 + l
+					var i uint8
+					if j < cols {
+						i = k.idx[(g*n+s)*cols+j]
+					}
+					d[32*n+32*s+l] = math.Float32frombits(uint32(i))
+				}
+			}
+		}
+	}
+}
+
+func (k *NM) buildWeight() {
+	cols, n := k.s.Cols, k.n
+	strips := k.dwGroups / 3
+	per := 3 * n * 32
+	if len(k.didx) < strips*k.panels*per {
+		k.didx = make([]float32, strips*k.panels*per)
+	}
+	for q := range strips {
+		for jp := range k.panels {
+			d := k.didx[(q*k.panels+jp)*per:]
+			for g := range 3 {
+				for s := range n {
+					for l := range 32 {
+						j := jp*32 + l
+						var i uint8
+						if j < cols && 3*q+g < k.groups {
+							i = k.idx[((3*q+g)*n+s)*cols+j]
+						}
+						d[(g*n+s)*32+l] = math.Float32frombits(uint32(i))
+					}
+				}
+			}
+		}
+	}
+}
+
+func (k *NM) buildInput() {
+	cols, n, nc := k.s.Cols, k.n, k.classes
+	classOf := map[int]int{}
+	for c, set := range nmClassesOf(n) {
+		key := 0
+		for _, r := range set {
+			key |= 1 << r
+		}
+		classOf[key] = c
+	}
+	k.ccnt = grow(k.ccnt, k.chunks*k.groups*nc)
+	clear(k.ccnt)
+	cls := make([]uint8, k.groups*cols) // build time only
+	for g := range k.groups {
+		for j := range cols {
+			key := 0
+			for s := range n {
+				key |= 1 << k.idx[(g*n+s)*cols+j]
+			}
+			c := classOf[key]
+			cls[g*cols+j] = uint8(c)
+			k.ccnt[((j/nmChunk)*k.groups+g)*nc+c]++
+		}
+	}
+	first := make([]int32, len(k.ccnt))
+	var sum int32
+	k.cstart = grow(k.cstart, k.chunks+1)
+	for i, v := range k.ccnt {
+		if i%(k.groups*nc) == 0 {
+			k.cstart[i/(k.groups*nc)] = sum
+		}
+		first[i] = sum
+		sum += v
+	}
+	k.cstart[k.chunks] = sum
+	k.cent = grow(k.cent, int(sum))
+	for g := range k.groups {
+		for j := range cols {
+			slot := ((j/nmChunk)*k.groups+g)*nc + int(cls[g*cols+j])
+			k.cent[first[slot]] = int32(j)
+			first[slot]++
+		}
+	}
+}
+
+func (k *NM) Run(p *pool.Pool, a, w, dy, c []float32, ep *Epilogue) {
+	if !k.ok {
+		k.fallback.Run(p, a, w, dy, c, ep)
+		return
+	}
+	workers := 1
+	if p != nil {
+		workers = p.Workers()
+	}
+	k.a, k.w, k.dy, k.c = a, w, dy, c
+	switch k.dir {
+	case Forward:
+		for len(k.tile) < workers {
+			k.tile = append(k.tile, make([]float32, nmRows*32))
+			k.xrows = append(k.xrows, make([]float32, nmRows*k.s.Rows))
+		}
+		k.tPack.run(p, k.groups, 16, k.fPack)
+		rowPanels := ceilDiv(k.s.Batch, nmRows)
+		// Column blocks of nmColBlock panels (512 KiB of packed weights at
+		// 1024 inputs) stay in L2 while every row panel of X passes.
+		for jb := 0; jb < k.panels; jb += nmColBlock {
+			for g0 := 0; g0 < k.groups; g0 += nmKBlock {
+				k.fwdJB, k.fwdJB1 = jb, min(jb+nmColBlock, k.panels)
+				k.fwdKB, k.fwdKB1 = g0, min(g0+nmKBlock, k.groups)
+				k.tMul.run(p, rowPanels, 2, k.fMul)
+			}
+		}
+		if ep != nil && !ep.empty() {
+			ep.apply(c, k.s.Cols, 0, k.s.Batch)
+		}
+	case Weight:
+		strips := k.dwGroups / 3
+		if len(k.xstrips) < strips*k.s.Batch*12 {
+			k.xstrips = make([]float32, strips*k.s.Batch*12)
+		}
+		for len(k.ypanel) < workers {
+			k.ypanel = append(k.ypanel, make([]float32, k.s.Batch*32))
+			k.ypanelJ = append(k.ypanelJ, -1)
+			k.dout = append(k.dout, make([]float32, 3*3*2*16))
+		}
+		for i := range k.ypanelJ {
+			k.ypanelJ[i] = -1
+		}
+		k.tStrip.run(p, strips, 8, k.fStrip)
+		k.tMul.run(p, k.panels*strips, 4, k.fMul)
+	case Input:
+		blocks := ceilDiv(k.s.Batch, lanes)
+		if len(k.yt) < blocks*k.s.Cols*lanes {
+			k.yt = make([]float32, blocks*k.s.Cols*lanes)
+		}
+		for len(k.xacc) < workers {
+			k.xacc = append(k.xacc, make([]float32, k.s.Rows*lanes))
+		}
+		k.tYT.run(p, blocks, 1, k.fYT)
+		k.tMul.run(p, blocks, 1, k.fMul)
+		if ep != nil && !ep.empty() {
+			ep.apply(c, k.s.Rows, 0, k.s.Batch)
+		}
+	}
+}
+
+// packChunk fills the weight half of the forward panels for groups
+// [lo, hi): group g reads its four rows of W once, left to right.
+func (k *NM) packChunk(_, lo, hi int) {
+	cols, n := k.s.Cols, k.n
+	per := 64 * n
+	for g := lo; g < hi; g++ {
+		rows := k.w[4*g*cols : (4*g+4)*cols]
+		for s := range n {
+			ix := k.idx[(g*n+s)*cols : (g*n+s+1)*cols]
+			for jp := range k.panels {
+				j0 := jp * 32
+				row := k.bpack[(jp*k.groups+g)*per+32*s : (jp*k.groups+g)*per+32*s+32]
+				if j0+32 <= cols {
+					ixp := ix[j0 : j0+32]
+					for l, i := range ixp {
+						row[l] = rows[int(i)*cols+j0+l]
+					}
+					continue
+				}
+				for l := range row {
+					row[l] = 0
+					if j0+l < cols {
+						row[l] = rows[int(ix[j0+l])*cols+j0+l]
+					}
+				}
+			}
+		}
+	}
+}
+
+// mulChunk: forward row panels, weight tiles, or input batch blocks [lo, hi).
+func (k *NM) mulChunk(w, lo, hi int) {
+	switch k.dir {
+	case Forward:
+		k.forwardRows(w, lo, hi)
+	case Weight:
+		k.weightTiles(w, lo, hi)
+	case Input:
+		k.inputBlocks(w, lo, hi)
+	}
+}
+
+func (k *NM) forwardRows(w, lo, hi int) {
+	rows, cols, ldx := k.s.Batch, k.s.Cols, k.s.Rows
+	n, per := k.n, 64*k.n
+	tile := k.tile[w]
+	for q := lo; q < hi; q++ {
+		r0 := q * nmRows
+		rn := min(nmRows, rows-r0)
+		g0, g1 := k.fwdKB, k.fwdKB1
+		accumulate := 0
+		if g0 > 0 {
+			accumulate = 1
+		}
+		x := k.a[r0*ldx+4*g0:]
+		if rn < nmRows { // the last row panel: its rows, then zeros
+			xs := k.xrows[w]
+			clear(xs)
+			for r := range rn {
+				copy(xs[r*ldx:(r+1)*ldx], k.a[(r0+r)*ldx:(r0+r+1)*ldx])
+			}
+			x = xs[4*g0:]
+		}
+		for jp := k.fwdJB; jp < k.fwdJB1; jp++ {
+			j0 := jp * 32
+			cn := min(32, cols-j0)
+			bp := k.bpack[(jp*k.groups+g0)*per:]
+			if rn == nmRows && cn == 32 {
+				nmFwd(n, g1-g0, x, ldx, bp, k.c[r0*cols+j0:], cols, accumulate)
+				continue
+			}
+			nmFwd(n, g1-g0, x, ldx, bp, tile, 32, 0)
+			for r := range rn {
+				dst := k.c[(r0+r)*cols+j0 : (r0+r)*cols+j0+cn]
+				for c := range dst {
+					if accumulate == 0 {
+						dst[c] = tile[r*32+c]
+					} else {
+						dst[c] += tile[r*32+c]
+					}
+				}
+			}
+		}
+	}
+}
+
+// stripChunk packs strips [lo, hi) of twelve columns of X (three groups);
+// columns past W's rows are zero.
+func (k *NM) stripChunk(_, lo, hi int) {
+	rows, batch := k.s.Rows, k.s.Batch
+	for q := lo; q < hi; q++ {
+		d := k.xstrips[q*batch*12 : (q+1)*batch*12]
+		if (q+1)*12 > rows {
+			w := rows - q*12
+			for b := range batch {
+				copy(d[b*12:b*12+w], k.a[b*rows+q*12:b*rows+rows])
+				clear(d[b*12+w : b*12+12])
+			}
+			continue
+		}
+		for b := range batch {
+			src := k.a[b*rows+q*12 : b*rows+q*12+12]
+			dst := d[b*12 : b*12+12]
+			dst[0], dst[1], dst[2], dst[3] = src[0], src[1], src[2], src[3]
+			dst[4], dst[5], dst[6], dst[7] = src[4], src[5], src[6], src[7]
+			dst[8], dst[9], dst[10], dst[11] = src[8], src[9], src[10], src[11]
+		}
+	}
+}
+
+// weightTiles computes tiles [lo, hi) of the weight gradient: tile t is
+// column panel t / strips, strip t % strips.
+func (k *NM) weightTiles(w, lo, hi int) {
+	cols, batch, n := k.s.Cols, k.s.Batch, k.n
+	strips := k.dwGroups / 3
+	out := k.dout[w]
+	for t := lo; t < hi; t++ {
+		jp, q := t/strips, t%strips
+		j0 := jp * 32
+		cn := min(32, cols-j0)
+		if k.ypanelJ[w] != jp {
+			yp := k.ypanel[w]
+			if cn == 32 {
+				for b := range batch {
+					*(*[32]float32)(yp[b*32:]) = *(*[32]float32)(k.dy[b*cols+j0:])
+				}
+			} else {
+				for b := range batch {
+					copy(yp[b*32:b*32+cn], k.dy[b*cols+j0:b*cols+j0+cn])
+					clear(yp[b*32+cn : b*32+32])
+				}
+			}
+			k.ypanelJ[w] = jp
+		}
+		nmDW(n, batch, k.xstrips[q*batch*12:], k.ypanel[w], k.didx[(q*k.panels+jp)*3*n*32:], out)
+		for g := 3 * q; g < min(3*q+3, k.groups); g++ {
+			gi := g - 3*q
+			for i := range 4 {
+				clear(k.c[(4*g+i)*cols+j0 : (4*g+i)*cols+j0+cn])
+			}
+			for s := range n {
+				v := out[(gi*n+s)*32:]
+				ix := k.idx[(g*n+s)*cols+j0:]
+				for l := range cn {
+					k.c[(4*g+int(ix[l]))*cols+j0+l] = v[l]
+				}
+			}
+		}
+	}
+}
+
+// ytChunk transposes batch blocks [lo, hi) of dY into dYᵀ blocks.
+func (k *NM) ytChunk(_, lo, hi int) {
+	cols := k.s.Cols
+	for t := lo; t < hi; t++ {
+		b0 := t * lanes
+		nb := min(lanes, k.s.Batch-b0)
+		blk := k.yt[t*cols*lanes : (t+1)*cols*lanes]
+		if nb < lanes {
+			clear(blk)
+		}
+		transpose(blk, lanes, k.a[b0*cols:], cols, 0, nb, cols) // a is dY here
+	}
+}
+
+// inputBlocks computes batch blocks [lo, hi) of the input gradient.
+func (k *NM) inputBlocks(w, lo, hi int) {
+	rows, cols, nc := k.s.Rows, k.s.Cols, k.classes
+	acc := k.xacc[w]
+	for t := lo; t < hi; t++ {
+		b0 := t * lanes
+		nb := min(lanes, k.s.Batch-b0)
+		clear(acc)
+		yt := k.yt[t*cols*lanes : (t+1)*cols*lanes]
+		for ch := range k.chunks {
+			cnt := k.ccnt[ch*k.groups*nc : (ch+1)*k.groups*nc]
+			ent := k.cent[k.cstart[ch]:k.cstart[ch+1]]
+			nmDX(k.n, k.groups, cnt, ent, k.w, cols, yt, acc)
+		}
+		transpose(k.c[b0*rows:], rows, acc, lanes, 0, rows, nb)
+	}
+}
+
+// nmFwdGo is the portable nmFwd for a tile of rn <= 8 rows: out (rows ldo
+// apart, 32 wide) = Σ over groups of the kept slots (bp: packed panel at
+// the first group; x: row 0 at the group's first input).
+func nmFwdGo(n, ngroups int, x []float32, ldx, rn int, bp []float32, out []float32, ldo int) {
+	per := 64 * n
+	for r := range rn {
+		clear(out[r*ldo : r*ldo+32])
+	}
+	for g := range ngroups {
+		d := bp[g*per:]
+		for s := range n {
+			for l := range 32 {
+				wv := d[32*s+l]
+				i := int(math.Float32bits(d[32*n+32*s+l]))
+				for r := range rn {
+					out[r*ldo+l] += x[r*ldx+4*g+i] * wv
+				}
+			}
+		}
+	}
+}
+
+// nmDWGo is the portable nmDW: out[(g·n+s)·32 + l] = Σ_b x[b·12+4g+idx]·y[b·32+l].
+func nmDWGo(n, nb int, x, y, idx, out []float32) {
+	clear(out[:3*n*32])
+	for b := range nb {
+		for g := range 3 {
+			for s := range n {
+				for l := range 32 {
+					i := int(math.Float32bits(idx[(g*n+s)*32+l]))
+					out[(g*n+s)*32+l] += x[b*12+4*g+i] * y[b*32+l]
+				}
+			}
+		}
+	}
+}
+
+// nmDXGo is the portable nmDX (see the generator in asm_gen.go).
+func nmDXGo(n, ngroups int, cnt, ent []int32, w []float32, ldw int, yt, acc []float32) {
+	classes := nmClassesOf(n)
+	e := 0
+	for g := range ngroups {
+		for c, set := range classes {
+			for range cnt[g*len(classes)+c] {
+				j := int(ent[e])
+				e++
+				y := yt[j*lanes : j*lanes+lanes]
+				for _, r := range set {
+					v := w[(4*g+r)*ldw+j]
+					a := acc[(4*g+r)*lanes : (4*g+r)*lanes+lanes]
+					for l, x := range y {
+						a[l] += v * x
+					}
+				}
+			}
+		}
+	}
+}

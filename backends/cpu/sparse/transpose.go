@@ -1,0 +1,42 @@
+package sparse
+
+// transpose writes dst[c*ldd + r] = src[r*lds + c] for r in [r0, r1), c in
+// [0, cols): the rows [r0, r1) of src become columns of dst. It works in
+// 16x16 blocks so that both sides stream whole cache lines.
+func transpose(dst []float32, ldd int, src []float32, lds, r0, r1, cols int) {
+	const bs = 16
+	for rb := r0; rb < r1; rb += bs {
+		re := min(rb+bs, r1)
+		for cb := 0; cb < cols; cb += bs {
+			ce := min(cb+bs, cols)
+			if re-rb == bs && ce-cb == bs {
+				transpose16(dst[cb*ldd+rb:], ldd, src[rb*lds+cb:], lds)
+				continue
+			}
+			for r := rb; r < re; r++ {
+				s := src[r*lds+cb : r*lds+ce]
+				for c, v := range s {
+					dst[(cb+c)*ldd+r] = v
+				}
+			}
+		}
+	}
+}
+
+// transpose16 transposes one full 16x16 block.
+var transpose16 = transpose16Go
+
+// transpose16Go is the portable transpose16.
+func transpose16Go(dst []float32, ldd int, src []float32, lds int) {
+	var blk [16][16]float32
+	for r := range 16 {
+		copy(blk[r][:], src[r*lds:r*lds+16])
+	}
+	for c := range 16 {
+		d := dst[c*ldd : c*ldd+16]
+		d[0], d[1], d[2], d[3] = blk[0][c], blk[1][c], blk[2][c], blk[3][c]
+		d[4], d[5], d[6], d[7] = blk[4][c], blk[5][c], blk[6][c], blk[7][c]
+		d[8], d[9], d[10], d[11] = blk[8][c], blk[9][c], blk[10][c], blk[11][c]
+		d[12], d[13], d[14], d[15] = blk[12][c], blk[13][c], blk[14][c], blk[15][c]
+	}
+}

@@ -1,0 +1,311 @@
+package data
+
+import (
+	"fmt"
+	"math"
+	"math/rand/v2"
+
+	"github.com/expc-dev/expc/schema"
+)
+
+// Views makes the rows of contrastive training steps: for a batch of N
+// examples, rows 0..N-1 are the first views and rows N..2N-1 the second
+// views of the same examples, in the same order. Pairing "augment" makes
+// both views by augmenting the example; "same_class" pairs the example
+// (augmented) with another example of its class (augmented), for
+// retrieval-style training.
+//
+// The examples of step s are the ones the Batcher gives for s (an epoch
+// permutation seeded by (seed, epoch)). Every random draw of a row comes
+// from a PCG seeded by (seed ^ views.seed, step, row), so the rows of any
+// step can be reproduced (resume, replay) and do not depend on the order in
+// which steps are filled. Fill does not allocate.
+type Views struct {
+	split    Split
+	features int
+	batch    int
+	shuffle  bool
+	seed     uint64
+	cfg      schema.Views
+	side     int       // image side (features = side²), 0 for other data
+	mean     []float32 // per-feature (or one global) normalisation
+	std      []float32
+	steps    int
+	perm     []int32
+	epoch    int
+	epcg     rand.PCG
+	pcg      rand.PCG
+	rng      *rand.Rand // draws from pcg
+	byClass  [][]int32  // same_class: example indices per label
+	buf      []float32  // one image on the [0, 1] scale
+	tmp      []float32
+}
+
+// NewViews iterates split as NewBatcher does, making two views per example.
+// norm is the standardisation the split went through (Set.Norm; zero when
+// none): augmentations act on the unstandardised scale.
+func NewViews(split Split, features, batch int, shuffle bool, seed uint64, cfg schema.Views, norm Norm) (*Views, error) {
+	if features <= 0 || batch <= 0 {
+		return nil, fmt.Errorf("data: views: features %d and batch %d must be positive", features, batch)
+	}
+	if len(split.X) != split.N*features || len(split.Y) != split.N {
+		return nil, fmt.Errorf("data: views: split of %d examples has %d values and %d labels", split.N, len(split.X), len(split.Y))
+	}
+	v := &Views{split: split, features: features, batch: batch, shuffle: shuffle,
+		seed: seed ^ uint64(cfg.Seed)*0x9e3779b97f4a7c15, cfg: cfg, steps: split.N / batch, epoch: -1,
+		mean: norm.Mean, std: norm.Std, buf: make([]float32, features), tmp: make([]float32, features)}
+	if s := int(math.Round(math.Sqrt(float64(features)))); s*s == features && s > 1 {
+		v.side = s
+	}
+	v.rng = rand.New(&v.pcg)
+	if shuffle {
+		v.perm = make([]int32, split.N)
+	}
+	if cfg.Pairing == "same_class" {
+		for i, y := range split.Y {
+			if y < 0 {
+				return nil, fmt.Errorf("data: views: example %d has label %d", i, y)
+			}
+			for int(y) >= len(v.byClass) {
+				v.byClass = append(v.byClass, nil)
+			}
+			v.byClass[y] = append(v.byClass[y], int32(i))
+		}
+	}
+	return v, nil
+}
+
+// StepsPerEpoch is the number of full batches in the split.
+func (v *Views) StepsPerEpoch() int { return v.steps }
+
+// Rows is the number of rows Fill writes: two per example.
+func (v *Views) Rows() int { return 2 * v.batch }
+
+// Fill writes the rows of step into x (Rows()·features values), their
+// labels into y and their examples' indices in the split into ids (Rows()
+// each; ids may be nil).
+func (v *Views) Fill(step int, x []float32, y, ids []int32) {
+	if v.steps == 0 {
+		panic(fmt.Sprintf("data: Views.Fill: %d examples are fewer than one batch of %d", v.split.N, v.batch))
+	}
+	epoch, k := step/v.steps, step%v.steps
+	if v.shuffle && epoch != v.epoch {
+		v.epcg.Seed(v.seed, uint64(epoch))
+		permute(v.perm, &v.epcg)
+		v.epoch = epoch
+	}
+	F, N := v.features, v.batch
+	for i := range N {
+		r := k*N + i
+		if v.shuffle {
+			r = int(v.perm[r])
+		}
+		other := r
+		v.pcg.Seed(v.seed^0x76696577, uint64(step)<<20|uint64(i))
+		if v.cfg.Pairing == "same_class" {
+			other = v.sameClass(r)
+		}
+		v.augment(x[i*F:(i+1)*F], v.split.X[r*F:(r+1)*F])
+		v.augment(x[(N+i)*F:(N+i+1)*F], v.split.X[other*F:(other+1)*F])
+		y[i], y[N+i] = v.split.Y[r], v.split.Y[r]
+		if ids != nil {
+			ids[i], ids[N+i] = int32(r), int32(r)
+		}
+	}
+}
+
+// sameClass draws another example with r's label uniformly (r itself when
+// it is the only one): a slot among the first len−1, with r's slot standing
+// for the last.
+func (v *Views) sameClass(r int) int {
+	c := v.byClass[v.split.Y[r]]
+	if len(c) < 2 {
+		return r
+	}
+	j := int(c[bounded(&v.pcg, uint64(len(c)-1))])
+	if j == r {
+		j = int(c[len(c)-1])
+	}
+	return j
+}
+
+// augment writes one augmented copy of src (standardised) into dst.
+func (v *Views) augment(dst, src []float32) {
+	c, F := v.cfg, v.features
+	u := v.buf
+	for j, s := range src { // back to the [0, 1] scale
+		u[j] = s*v.stdOf(j) + v.meanOf(j)
+	}
+	if v.side > 0 {
+		v.shiftFlip(u)
+	}
+	r := v.rng
+	if c.Brightness > 0 {
+		d := float32((2*r.Float64() - 1) * c.Brightness)
+		for j := range u {
+			u[j] += d
+		}
+	}
+	if c.Contrast > 0 {
+		var m float64
+		for _, x := range u {
+			m += float64(x)
+		}
+		mean := float32(m / float64(F))
+		f := float32(1 + (2*r.Float64()-1)*c.Contrast)
+		for j, x := range u {
+			u[j] = mean + (x-mean)*f
+		}
+	}
+	if v.side > 0 && c.Erase > 0 && r.Float64() < c.Erase {
+		h, w := 4+r.IntN(9), 4+r.IntN(9)
+		top, left := r.IntN(v.side-min(h, v.side)+1), r.IntN(v.side-min(w, v.side)+1)
+		for i := top; i < min(top+h, v.side); i++ {
+			clear(u[i*v.side+left : i*v.side+min(left+w, v.side)])
+		}
+	}
+	if c.Noise > 0 {
+		for j := range u {
+			u[j] += float32(r.NormFloat64() * c.Noise)
+		}
+	}
+	for j, x := range u {
+		if v.side > 0 {
+			x = min(max(x, 0), 1)
+		}
+		dst[j] = (x - v.meanOf(j)) / v.stdOf(j)
+	}
+}
+
+// shiftFlip shifts the image by up to crop pixels each way (zero padding)
+// and flips it horizontally with probability 1/2.
+func (v *Views) shiftFlip(u []float32) {
+	c, S, r := v.cfg, v.side, v.rng
+	dx, dy := 0, 0
+	if c.Crop > 0 {
+		dx, dy = r.IntN(2*c.Crop+1)-c.Crop, r.IntN(2*c.Crop+1)-c.Crop
+	}
+	flip := c.Flip && r.IntN(2) == 0
+	if dx == 0 && dy == 0 && !flip {
+		return
+	}
+	t := v.tmp
+	for i := range S {
+		si := i + dy
+		for j := range S {
+			sj := j + dx
+			if flip {
+				sj = S - 1 - j + dx
+			}
+			if si < 0 || si >= S || sj < 0 || sj >= S {
+				t[i*S+j] = 0
+			} else {
+				t[i*S+j] = u[si*S+sj]
+			}
+		}
+	}
+	copy(u, t)
+}
+
+func (v *Views) meanOf(j int) float32 {
+	switch len(v.mean) {
+	case 0:
+		return 0
+	case 1:
+		return v.mean[0]
+	}
+	return v.mean[j]
+}
+
+func (v *Views) stdOf(j int) float32 {
+	switch len(v.std) {
+	case 0:
+		return 1
+	case 1:
+		return v.std[0]
+	}
+	return v.std[j]
+}
+
+// ViewPrefetcher fills the next step's views in a background goroutine
+// while the caller computes on the current ones, as Prefetcher does for
+// batches. Next does not allocate.
+type ViewPrefetcher struct {
+	v      Views
+	xs     [2][]float32
+	ys     [2][]int32
+	ids    [2][]int32
+	free   chan int
+	ready  chan int
+	done   chan struct{}
+	exited chan struct{}
+	held   int
+	closed bool
+}
+
+// Prefetcher starts prefetching the views of steps start, start+1, ...
+func (v *Views) Prefetcher(start int) *ViewPrefetcher {
+	if v.steps == 0 {
+		panic(fmt.Sprintf("data: Views.Prefetcher: %d examples are fewer than one batch of %d", v.split.N, v.batch))
+	}
+	p := &ViewPrefetcher{v: *v, free: make(chan int, 2), ready: make(chan int, 2),
+		done: make(chan struct{}), exited: make(chan struct{}), held: -1}
+	p.v.epoch = -1
+	p.v.rng = rand.New(&p.v.pcg)
+	p.v.buf, p.v.tmp = make([]float32, v.features), make([]float32, v.features)
+	if v.shuffle {
+		p.v.perm = make([]int32, len(v.perm))
+	}
+	for i := range 2 {
+		p.xs[i] = make([]float32, v.Rows()*v.features)
+		p.ys[i] = make([]int32, v.Rows())
+		p.ids[i] = make([]int32, v.Rows())
+		p.free <- i
+	}
+	go p.run(start)
+	return p
+}
+
+func (p *ViewPrefetcher) run(step int) {
+	defer close(p.exited)
+	for ; ; step++ {
+		var i int
+		select {
+		case i = <-p.free:
+		case <-p.done:
+			return
+		}
+		p.v.Fill(step, p.xs[i], p.ys[i], p.ids[i])
+		select {
+		case p.ready <- i:
+		case <-p.done:
+			return
+		}
+	}
+}
+
+// Next returns the rows and labels of the next step; IDs returns their
+// examples' indices. Both stay valid until the following Next or Close.
+func (p *ViewPrefetcher) Next() (x []float32, y []int32) {
+	if p.closed {
+		panic("data: ViewPrefetcher.Next after Close")
+	}
+	if p.held >= 0 {
+		p.free <- p.held
+	}
+	p.held = <-p.ready
+	return p.xs[p.held], p.ys[p.held]
+}
+
+// IDs are the dataset indices of the rows Next returned last.
+func (p *ViewPrefetcher) IDs() []int32 { return p.ids[p.held] }
+
+// Close stops the background goroutine and waits for it to exit.
+func (p *ViewPrefetcher) Close() {
+	if p.closed {
+		return
+	}
+	p.closed = true
+	close(p.done)
+	<-p.exited
+}

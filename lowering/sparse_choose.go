@@ -1,0 +1,169 @@
+package lowering
+
+import (
+	"fmt"
+	"math"
+	"slices"
+
+	"github.com/expc-dev/expc/ir"
+)
+
+// The sparse kernel cost model: which masked-matmul kernel runs each of a
+// masked layer's products (forward a·(W⊙M), input gradient dY·(W⊙M)ᵀ,
+// weight gradient (xᵀ·dY)⊙M), and why. Times are estimates in seconds for
+// the CPU backend on two cores, from throughputs measured by bench/sparse.sh
+// (see the constants); `expc explain` prints every candidate's estimate.
+
+// Product names a masked layer's matrix product.
+type Product string
+
+const (
+	Forward Product = "fwd" // a·(W⊙M)
+	InputGr Product = "dx"  // dY·(W⊙M)ᵀ
+	WeightG Product = "dw"  // (xᵀ·dY)⊙M
+)
+
+// KernelCost is one candidate's estimate.
+type KernelCost struct {
+	Kernel  string  // nm, block, csr, dense
+	Seconds float64 // estimated time per call
+	Work    float64 // fraction of the dense multiply-adds it performs
+	Note    string  // what the estimate rests on
+}
+
+// Throughputs in useful FLOP/s on two cores of the reference machine (AMD
+// Zen 5, AVX-512), from bench/sparse.sh and the single-core CPU times of
+// backends/cpu/sparse's BenchmarkLayer scaled by 1.75 for the second core:
+// the dense GEMM; the compressed N:4 kernels (a VPERMILPS per kept weight,
+// so about half the dense rate: they win by skipping, not by speed); other
+// N:M on the index-list kernels; block-sparse (the dense micro-kernel over
+// occupied 32x32 tiles, less the packing); CSR SpMM and the sampled weight
+// gradient. Packing and transposing the dense operands moves bytes at
+// memBW.
+const (
+	rateDense   = 300e9
+	rateNM      = 160e9
+	rateNMSlow  = 40e9
+	rateBlock   = 140e9
+	rateCSR     = 70e9
+	rateSDDMM   = 45e9
+	memBW       = 12e9
+	blockTile   = 32   // the block kernel's tile (rows and columns of W)
+	callLatency = 5e-6 // fixed cost of a kernel call (waking workers, setup)
+)
+
+// maskShape is what the cost model knows about a mask.
+type maskShape struct {
+	pattern    string // unstructured, nm, block
+	n, m       int
+	bh, bw     int
+	density    float64
+	rows, cols int // W's shape
+}
+
+func maskShapeOf(attrs ir.Attrs, w ir.Type) maskShape {
+	s := maskShape{pattern: attrs.Str("pattern", "unstructured"), density: attrs.Float("density", 1),
+		rows: w.Shape[0], cols: w.Shape[1]}
+	switch s.pattern {
+	case "nm":
+		s.n, s.m = attrs.Int("n", 1), attrs.Int("m", 1)
+		s.density = float64(s.n) / float64(s.m)
+	case "block":
+		if b := attrs.Ints("block"); len(b) == 2 {
+			s.bh, s.bw = b[0], b[1]
+		}
+	}
+	return s
+}
+
+// tileDensity is the expected fraction of the block kernel's 32x32 tiles
+// that hold a kept weight.
+func (s maskShape) tileDensity() float64 {
+	bh, bw := 1, 1
+	if s.pattern == "block" {
+		bh, bw = s.bh, s.bw
+	}
+	if s.pattern == "nm" {
+		return 1
+	}
+	per := math.Max(1, float64(blockTile)/float64(bh)) * math.Max(1, float64(blockTile)/float64(bw))
+	return 1 - math.Pow(1-s.density, per)
+}
+
+// MaskedCosts estimates every kernel that can run product p of a masked
+// layer whose dense operand has `batch` rows, for a mask of the given shape
+// and attributes; the cheapest comes first.
+func MaskedCosts(p Product, batch int, w ir.Type, attrs ir.Attrs) []KernelCost {
+	s := maskShapeOf(attrs, w)
+	macs := 2 * float64(batch) * float64(s.rows) * float64(s.cols)
+	wBytes := float64(s.rows*s.cols) * 4
+	aBytes := float64(batch*s.rows) * 4
+	oBytes := float64(batch*s.cols) * 4
+	if p == InputGr {
+		aBytes, oBytes = oBytes, aBytes
+	}
+	var out []KernelCost
+	add := func(k string, work, rate, moved float64, note string) {
+		out = append(out, KernelCost{Kernel: k, Work: work, Seconds: callLatency + macs*work/rate + moved/memBW, Note: note})
+	}
+	// dense-with-mask: W ⊙ M (or the product ⊙ M) then a dense GEMM.
+	add("dense", 1, rateDense, 3*wBytes, "dense GEMM, then the mask multiply")
+	switch s.pattern {
+	case "nm":
+		rate, note := rateNM, fmt.Sprintf("compressed %d:%d: %d of every %d multiply-adds", s.n, s.m, s.n, s.m)
+		if s.m != 4 || p == WeightG && s.n > 2 {
+			rate, note = rateNMSlow, note+" (no vector path: index lists)"
+		}
+		add("nm", s.density, rate, aBytes+oBytes+wBytes/2, note)
+	case "block":
+		td := s.tileDensity()
+		add("block", td, rateBlock, wBytes*td+aBytes, fmt.Sprintf("dense tiles over the %.0f%% occupied 32x32 tiles", 100*td))
+		fallthrough
+	default:
+		rate := rateCSR
+		if p == WeightG {
+			rate = rateSDDMM
+		}
+		add("csr", s.density, rate, 2*aBytes+oBytes+wBytes*s.density*2, fmt.Sprintf("index lists over the %.1f%% kept weights", 100*s.density))
+	}
+	slices.SortStableFunc(out, func(a, b KernelCost) int {
+		switch {
+		case a.Seconds < b.Seconds:
+			return -1
+		case a.Seconds > b.Seconds:
+			return 1
+		}
+		return 0
+	})
+	return out
+}
+
+// denseAbove is the density above which a csr or block kernel falls back to
+// dense-with-mask at run time (masks whose density changes during training:
+// gradual pruning starts dense): where the two estimates cross.
+func denseAbove(p Product, batch int, w ir.Type, attrs ir.Attrs, kernel string) float64 {
+	if kernel != "csr" && kernel != "block" {
+		return 0
+	}
+	lo, hi := 0.0, 1.0
+	for range 30 {
+		mid := (lo + hi) / 2
+		a := attrs.Clone()
+		a["density"] = mid
+		var k, d float64
+		for _, c := range MaskedCosts(p, batch, w, a) {
+			switch c.Kernel {
+			case kernel:
+				k = c.Seconds
+			case "dense":
+				d = c.Seconds
+			}
+		}
+		if k < d {
+			lo = mid
+		} else {
+			hi = mid
+		}
+	}
+	return math.Round(lo*1000) / 1000
+}

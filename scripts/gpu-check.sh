@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# The CUDA backend's check on a GPU machine: every kernel case against the
+# CPU backend on fresh random inputs (‖gpu − cpu‖/‖cpu‖ within each case's
+# tolerance), then 100 training steps of the MLP, contrastive and MoE specs
+# (those that exist) on both backends; one table on stdout, exit 1 if any
+# check fails.
+#
+# The GPU machine has no network and perhaps no Go: build the test binary
+# here first (static Go, CGO_ENABLED=0; the driver and NVRTC load at run time)
+# and carry it with the working tree:
+#
+#   scripts/gpu-check.sh --build      # -> bin/cuda-gpucheck.test (needs Go, no GPU)
+#   scripts/gpu-check.sh              # on the GPU machine (builds first if Go is there and no binary is)
+#
+# EXPC_GPU_CHECK_SEED=N reruns with the inputs of an earlier run; EXPC_NVRTC
+# names libnvrtc when it is not on the loader's path.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bin=bin/cuda-gpucheck.test
+
+build() {
+  mkdir -p bin
+  CGO_ENABLED=0 GOOS=linux GOARCH=amd64 go test -vet=off -c -o "$bin" ./backends/cuda
+  echo "built $bin ($(du -h "$bin" | cut -f1))" >&2
+}
+
+if [ "${1:-}" = "--build" ]; then
+  build
+  exit 0
+fi
+if [ ! -x "$bin" ]; then
+  command -v go >/dev/null || { echo "no $bin and no Go to build it: run scripts/gpu-check.sh --build on a machine with Go" >&2; exit 2; }
+  build
+fi
+if [ -z "${EXPC_NVRTC:-}" ] && ! ldconfig -p 2>/dev/null | grep -q libnvrtc; then
+  # NVRTC is often installed with the toolkit (or PyTorch) but off the loader path.
+  for f in /usr/local/cuda/lib64/libnvrtc.so* /usr/local/lib/python3*/dist-packages/nvidia/cuda_nvrtc/lib/libnvrtc.so* \
+           /usr/lib/python3*/dist-packages/nvidia/cuda_nvrtc/lib/libnvrtc.so*; do
+    if [ -e "$f" ]; then export EXPC_NVRTC="$f"; break; fi
+  done
+fi
+command -v nvidia-smi >/dev/null && nvidia-smi -L || true
+abs=$(cd "$(dirname "$bin")" && pwd)/$(basename "$bin")
+# The test binary runs in its package directory, as `go test` would.
+cd backends/cuda
+EXPC_GPU_CHECK=1 "$abs" -test.run '^TestGPUCheck$' -test.v -test.timeout 9m
