@@ -11,12 +11,12 @@ var Pending = map[string]bool{}
 
 func init() {
 	for _, op := range []string{
-		"anneal", "attention", "attention_grad", "contrastive_mask", "contrastive_xent_fused", "embed",
-		"embed_grad", "l2_normalize", "l2_normalize_grad", "layer_norm", "layer_norm_grad", "mask_update",
-		"masked_matmul", "masked_matmul_dw", "mixture_nll", "mixture_nll_grad", "moe_aux", "moe_aux_grad",
+		"anneal", "attention", "attention_grad", "contrastive_xent_fused", "embed",
+		"embed_grad", "layer_norm", "layer_norm_grad",
+		"mixture_nll", "mixture_nll_grad", "moe_aux", "moe_aux_grad",
 		"moe_combine", "moe_combine_grad", "moe_dispatch", "moe_ffn", "moe_ffn_grad", "moe_gate",
 		"moe_gate_grad", "moe_gate_put", "moe_gate_take", "moe_gather", "moe_route", "moe_route_grad",
-		"moe_row_dot", "moe_scale_rows", "moe_scatter", "moe_stats", "soft_xent", "soft_xent_grad",
+		"moe_row_dot", "moe_scale_rows", "moe_scatter", "moe_stats",
 		"token_ids", "sum_all", "broadcast_scalar",
 	} {
 		Pending[op] = true
