@@ -3,7 +3,7 @@
 #   make test         install what the tests need and run the whole suite
 GO ?= go
 
-.PHONY: quickstart test expc deps bench
+.PHONY: quickstart test expc deps test-deps bench
 
 expc:
 	$(GO) build -o expc ./cmd/expc
@@ -11,10 +11,13 @@ expc:
 deps:
 	./scripts/install-deps.sh
 
+test-deps:
+	./scripts/install-deps.sh graphviz clang-14 clang-16
+
 quickstart: deps expc
 	./expc build specs/fmnist/mlp.cue && ./expc run
 
-test: deps
+test: test-deps
 	$(GO) vet ./...
 	$(GO) test ./...
 

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Installs what expc's quick start and test suite need from Debian:
+# Installs Debian packages expc needs: always
 #   dataset-fashion-mnist  the real data (IDX files under /usr/share/datasets)
+# plus the packages named as arguments; `make test` adds
 #   graphviz               `dot`, to check that `expc explain --format dot` renders
 #   clang-14, clang-16     compile the generated CUDA to PTX for sm_80 and sm_90
 #                          (no CUDA SDK needed; clang-14 stops at sm_86)
@@ -8,7 +9,7 @@
 set -euo pipefail
 
 need=()
-for pkg in dataset-fashion-mnist graphviz clang-14 clang-16 "$@"; do
+for pkg in dataset-fashion-mnist "$@"; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
 [ ${#need[@]} -eq 0 ] && exit 0
