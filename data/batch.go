@@ -107,15 +107,10 @@ func bounded(src *rand.PCG, n uint64) uint64 {
 // not allocate. Call Close to stop the goroutine. Next and Close are for one
 // goroutine (the training loop).
 type Prefetcher struct {
-	b      Batcher
-	xs     [2][]float32
-	ys     [2][]int32
-	free   chan int
-	ready  chan int
-	done   chan struct{}
-	exited chan struct{}
-	held   int // buffer the caller holds, -1 none
-	closed bool
+	b  Batcher
+	xs [2][]float32
+	ys [2][]int32
+	db doubleBuffer
 }
 
 // Prefetcher starts prefetching batches start, start+1, ... They are the
@@ -124,8 +119,7 @@ func (b *Batcher) Prefetcher(start int) *Prefetcher {
 	if b.steps == 0 {
 		panic(fmt.Sprintf("data: Prefetcher: %d examples are fewer than one batch of %d", b.split.N, b.batch))
 	}
-	p := &Prefetcher{b: *b, free: make(chan int, 2), ready: make(chan int, 2),
-		done: make(chan struct{}), exited: make(chan struct{}), held: -1}
+	p := &Prefetcher{b: *b}
 	p.b.epoch = -1
 	if b.shuffle {
 		p.b.perm = make([]int32, len(b.perm))
@@ -133,52 +127,20 @@ func (b *Batcher) Prefetcher(start int) *Prefetcher {
 	for i := range 2 {
 		p.xs[i] = make([]float32, b.batch*b.features)
 		p.ys[i] = make([]int32, b.batch)
-		p.free <- i
 	}
-	go p.run(start)
+	p.db.start(start, func(step, slot int) { p.b.Fill(step, p.xs[slot], p.ys[slot]) })
 	return p
-}
-
-func (p *Prefetcher) run(step int) {
-	defer close(p.exited)
-	for ; ; step++ {
-		var i int
-		select {
-		case i = <-p.free:
-		case <-p.done:
-			return
-		}
-		p.b.Fill(step, p.xs[i], p.ys[i])
-		select {
-		case p.ready <- i:
-		case <-p.done:
-			return
-		}
-	}
 }
 
 // Next returns the batch of the next step. The buffers stay valid, and
 // unchanged, until the following call to Next or Close.
 func (p *Prefetcher) Next() (x []float32, y []int32) {
-	if p.closed {
-		panic("data: Prefetcher.Next after Close")
-	}
-	if p.held >= 0 {
-		p.free <- p.held
-	}
-	p.held = <-p.ready
-	return p.xs[p.held], p.ys[p.held]
+	slot := p.db.next("Prefetcher")
+	return p.xs[slot], p.ys[slot]
 }
 
 // Close stops the background goroutine and waits for it to exit.
-func (p *Prefetcher) Close() {
-	if p.closed {
-		return
-	}
-	p.closed = true
-	close(p.done)
-	<-p.exited
-}
+func (p *Prefetcher) Close() { p.db.close() }
 
 // Eval iterates an evaluation split in order, in batches of a fixed size.
 // Every example is covered once; the last batch may be partial, in which

@@ -231,16 +231,11 @@ func (v *Views) stdOf(j int) float32 {
 // while the caller computes on the current ones, as Prefetcher does for
 // batches. Next does not allocate.
 type ViewPrefetcher struct {
-	v      Views
-	xs     [2][]float32
-	ys     [2][]int32
-	ids    [2][]int32
-	free   chan int
-	ready  chan int
-	done   chan struct{}
-	exited chan struct{}
-	held   int
-	closed bool
+	v   Views
+	xs  [2][]float32
+	ys  [2][]int32
+	ids [2][]int32
+	db  doubleBuffer
 }
 
 // Prefetcher starts prefetching the views of steps start, start+1, ...
@@ -248,8 +243,7 @@ func (v *Views) Prefetcher(start int) *ViewPrefetcher {
 	if v.steps == 0 {
 		panic(fmt.Sprintf("data: Views.Prefetcher: %d examples are fewer than one batch of %d", v.split.N, v.batch))
 	}
-	p := &ViewPrefetcher{v: *v, free: make(chan int, 2), ready: make(chan int, 2),
-		done: make(chan struct{}), exited: make(chan struct{}), held: -1}
+	p := &ViewPrefetcher{v: *v}
 	p.v.epoch = -1
 	p.v.rng = rand.New(&p.v.pcg)
 	p.v.buf, p.v.tmp = make([]float32, v.features), make([]float32, v.features)
@@ -260,52 +254,20 @@ func (v *Views) Prefetcher(start int) *ViewPrefetcher {
 		p.xs[i] = make([]float32, v.Rows()*v.features)
 		p.ys[i] = make([]int32, v.Rows())
 		p.ids[i] = make([]int32, v.Rows())
-		p.free <- i
 	}
-	go p.run(start)
+	p.db.start(start, func(step, slot int) { p.v.Fill(step, p.xs[slot], p.ys[slot], p.ids[slot]) })
 	return p
-}
-
-func (p *ViewPrefetcher) run(step int) {
-	defer close(p.exited)
-	for ; ; step++ {
-		var i int
-		select {
-		case i = <-p.free:
-		case <-p.done:
-			return
-		}
-		p.v.Fill(step, p.xs[i], p.ys[i], p.ids[i])
-		select {
-		case p.ready <- i:
-		case <-p.done:
-			return
-		}
-	}
 }
 
 // Next returns the rows and labels of the next step; IDs returns their
 // examples' indices. Both stay valid until the following Next or Close.
 func (p *ViewPrefetcher) Next() (x []float32, y []int32) {
-	if p.closed {
-		panic("data: ViewPrefetcher.Next after Close")
-	}
-	if p.held >= 0 {
-		p.free <- p.held
-	}
-	p.held = <-p.ready
-	return p.xs[p.held], p.ys[p.held]
+	slot := p.db.next("ViewPrefetcher")
+	return p.xs[slot], p.ys[slot]
 }
 
 // IDs are the dataset indices of the rows Next returned last.
-func (p *ViewPrefetcher) IDs() []int32 { return p.ids[p.held] }
+func (p *ViewPrefetcher) IDs() []int32 { return p.ids[p.db.held] }
 
 // Close stops the background goroutine and waits for it to exit.
-func (p *ViewPrefetcher) Close() {
-	if p.closed {
-		return
-	}
-	p.closed = true
-	close(p.done)
-	<-p.exited
-}
+func (p *ViewPrefetcher) Close() { p.db.close() }
