@@ -59,7 +59,11 @@ func TestExpLoops(t *testing.T) {
 		}
 		for j := range n {
 			for _, p := range [][2]float32{{w1[j], w2[j]}, {a1[j], a2[j]}, {x1[j], x2[j]}, {t1[j], t2[j]}} {
-				if !close(float64(p[0]), float64(p[1]), 2e-6) {
+				// Arguments reach ~20, so one rounding difference in
+				// a·(s−shift) (FMA vs separate ops) moves exp by 20·6e-8
+				// relative, plus ~2 ulp from each exp: 4e-6 bounds both
+				// (2e-6 failed once on fresh inputs).
+				if !close(float64(p[0]), float64(p[1]), 4e-6) {
 					t.Fatalf("n=%d j=%d: vector %g, reference %g", n, j, p[0], p[1])
 				}
 			}

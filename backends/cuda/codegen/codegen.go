@@ -96,6 +96,7 @@ const StatusBytes = 256
 const (
 	ReasonLabel = 1 // a label >= the number of classes
 	ReasonStep  = 2 // a negative step count
+	ReasonIndex = 3 // an index (a token id) >= the size of what it indexes
 )
 
 // StatusError decodes a nonzero status word.
@@ -106,6 +107,8 @@ func StatusError(code int32) (kernel int, reason string) {
 		reason = "a label is out of range for the number of classes"
 	case ReasonStep:
 		reason = "the step count is negative"
+	case ReasonIndex:
+		reason = "an index (a token id) is out of range"
 	default:
 		reason = fmt.Sprintf("kernel error code %d", code&0xff)
 	}
