@@ -17,24 +17,29 @@ import (
 // buildFlags are shared by every command that may compile a spec.
 type buildFlags struct {
 	backend   string
-	o0        bool
+	optLevel  int
 	disabled  []string
 	dumpAfter []string
+}
+
+// check rejects flag values no pass pipeline knows.
+func (f *buildFlags) check() error {
+	if f.optLevel != 0 && f.optLevel != 1 {
+		return fmt.Errorf("-O%d: the optimisation level is 0 (required passes only) or 1 (all passes)", f.optLevel)
+	}
+	return nil
 }
 
 func (f *buildFlags) add(cmd *cobra.Command) {
 	fl := cmd.Flags()
 	fl.StringVar(&f.backend, "backend", "", "target backend: cpu or cuda (default: the spec's backend)")
-	fl.BoolVarP(&f.o0, "O0", "0", false, "run only the required passes (no fusion or cleanup)")
+	fl.IntVarP(&f.optLevel, "opt-level", "O", 1, "optimisation level: -O0 runs only the required passes (no fusion or cleanup), -O1 all")
 	fl.StringArrayVar(&f.disabled, "disable-pass", nil, "skip a pass by name (repeatable)")
 	fl.StringArrayVar(&f.dumpAfter, "dump-after", nil, "print the IR after a pass (repeatable; \"all\" for every pass)")
 }
 
 func (c *cli) options(f *buildFlags) pipeline.Options {
-	opt := 1
-	if f.o0 {
-		opt = 0
-	}
+	opt := f.optLevel
 	backend := f.backend
 	if backend == "" {
 		backend = c.v.GetString("backend")
@@ -53,6 +58,9 @@ func (c *cli) buildCmd() *cobra.Command {
 			"The plan is written under .expc/plans/ in the current directory (or to -o FILE) and\nrecorded as the last build, which `expc run` and `expc explain` use by default.",
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := f.check(); err != nil {
+				return c.fail(err)
+			}
 			res, diags := pipeline.Build(args[0], c.options(&f))
 			if err := c.report(diags); err != nil || res == nil {
 				return orExit(err)
@@ -103,6 +111,9 @@ func (c *cli) resolvePlan(args []string, f *buildFlags, write bool) (*ir.Plan, [
 			return nil, nil, "", nil, c.fail(err)
 		}
 		return p, b, target, pipeline.ReadTimings(target), nil
+	}
+	if err := f.check(); err != nil {
+		return nil, nil, "", nil, c.fail(err)
 	}
 	res, diags := pipeline.Build(target, c.options(f))
 	if err := c.report(diags); err != nil || res == nil {

@@ -60,6 +60,14 @@ func TestBuildRunExplain(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "passes") || !strings.Contains(out, "program train") || !strings.Contains(out, "arena") {
 		t.Fatalf("explain output:\n%s", out)
 	}
+	// -O0 runs the required passes only: no fusion in the plan.
+	if _, stderr, code := expc(t, dir, "build", "-O0", "s.cue"); code != 0 {
+		t.Fatalf("build -O0: %s", stderr)
+	}
+	out, _, _ = expc(t, dir, "explain")
+	if !strings.Contains(out, "-O0") || strings.Contains(out, "fuse-elementwise") || strings.Contains(out, "matmul_bias_act") {
+		t.Fatalf("explain after -O0:\n%s", out)
+	}
 }
 
 // TestConfigPrecedence: a flag beats EXPC_* variables, which beat the config
