@@ -190,6 +190,8 @@ func (c Case) FillInputs(seed uint64, f32 func(buf int) []float32, i32 func(buf 
 					}
 				case "step":
 					v[j] = int32(fl.Arg)
+				case "ramp": // offsets: j·Arg
+					v[j] = int32(j) * int32(fl.Arg)
 				default:
 					v[j] = int32(r.IntN(100))
 				}
