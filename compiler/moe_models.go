@@ -118,28 +118,12 @@ func (n *net) runMoE(c *compiler, b *ir.Builder, l *moeLayer, x, tau *ir.Value, 
 func (c *compiler) moeMLPNet(b *ir.Builder, x, y, step *ir.Value, rows int, training bool) *net {
 	spec := c.exp.Model
 	widths := append(append([]int{c.in.Data.Features}, spec.Hidden...), c.in.Data.Classes)
-	act := spec.Activation
-	if act == "" {
-		act = "relu"
-	}
-	init := "he_normal"
-	if spec.Init == "xavier" || (spec.Init == "" && (act == "tanh" || act == "sigmoid")) {
-		init = "xavier_uniform"
-	}
+	act, init := mlpActivation(spec)
 	n := &net{}
 	tau := c.moeTemperature(b, *spec.MoE, "model.moe", step)
 	h := x
 	for i := 0; i+1 < len(widths); i++ {
-		name := fmt.Sprintf("fc%d", i+1)
-		path := fmt.Sprintf("model.hidden[%d]", i)
-		if i == len(widths)-2 {
-			path = "model"
-		}
-		b.Loc = c.loc(path)
-		w := b.Param(name+".w", ir.Tensor(ir.F32, widths[i], widths[i+1]), ir.RoleParam)
-		w.Init = init
-		bias := b.Param(name+".b", ir.Tensor(ir.F32, widths[i+1]), ir.RoleParam)
-		bias.Init = "zeros"
+		name, w, bias := c.denseLayer(b, widths, i, init)
 		n.params = append(n.params, w, bias)
 		z := b.V("matmul", nil, name+".mm", h, w)
 		if i == len(widths)-2 {
