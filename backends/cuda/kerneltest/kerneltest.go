@@ -122,7 +122,10 @@ func Cases() []Case {
 	add(Case{Name: "adamw", Op: "adamw", Ins: []ir.Type{w, w, w, w, scalarF, scalarI},
 		Fill:  []Fill{{"normal", 1}, {"normal", 1}, {"normal", 0.1}, {Kind: "positive"}, {"normal", 0.01}, {"step", 41}},
 		Attrs: ir.Attrs{"beta1": 0.9, "beta2": 0.999, "eps": 1e-8, "weight_decay": 0.01}, Tol: 2e-6, Alias: map[int]int{0: 0, 1: 2, 2: 3}})
-	return append(cs, extraCases()...)
+	for _, c := range extraCases() {
+		add(c) // the default tolerance applies to them too
+	}
+	return cs
 }
 
 // extraCases are the cases of ops added after the base table (one file per
