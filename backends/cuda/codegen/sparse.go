@@ -9,12 +9,23 @@ import (
 // Sparse training ops (ir/optable_sparse.go), as backends/cpu/sparse
 // defines them.
 //
-// masked_matmul and masked_matmul_dw run dense-with-mask whatever the plan's
-// "kernel" attribute (nm, block, csr, dense) says: the CPU's compressed
-// formats are a CPU speed choice, and every one of them computes the same
-// function. Forward and input products write W ⊙ M into scratch and run the
-// GEMM template with the op's epilogue; the weight gradient runs the GEMM
-// (Xᵀ·dY) and multiplies by M in place.
+// masked_matmul and masked_matmul_dw run the variant the cuda-launch pass
+// records (maskedVariant, from the plan's "kernel" attribute): compressed
+// N:M (sparse_nm.go), block-sparse (sparse_block.go), index lists
+// (sparse_csr.go) or dense-with-mask (below). Every variant computes the
+// op's definition, W ⊙ M with the mask's values as multipliers (the
+// compressed ones skip the positions where M is 0), so on a 0/1 mask they
+// agree with every CPU kernel.
+//
+// The compressed variants keep nothing between kernels: scratch is shared
+// by all kernels of a step, so each builds its compressed form (index
+// lists, occupied tiles, packed N:M slots) from W and M in its own first
+// launches, every step. W changes every step anyway, and the build costs
+// one read of M (and W), which dense-with-mask pays too.
+//
+// Dense-with-mask: forward and input products write W ⊙ M into scratch and
+// run the GEMM template with the op's epilogue; the weight gradient runs
+// the GEMM (Xᵀ·dY) and multiplies by M in place.
 //
 // mask_update runs as one 256-thread block (it runs at most once a step and
 // mostly returns at once): the keys go to scratch in float64, exactly as the
@@ -209,8 +220,37 @@ extern "C" __global__ void __launch_bounds__(256) ex_mask_update(
 	register("masked_matmul_dw", genMaskedMatmul)
 	chooseFor(func(plan *ir.Plan, k *ir.Kernel) ir.Attrs {
 		m, n := maskedDims(plan, k)
-		return ir.Attrs{"variant": "dense_mask", "tile": chooseGemmTile(m, n).ints()}
+		v := maskedVariant(k)
+		if v == "csr" || v == "nm" && k.Op == "masked_matmul_dw" { // thread-per-weight kernels: no tile
+			return ir.Attrs{"variant": v}
+		}
+		return ir.Attrs{"variant": v, "tile": chooseGemmTile(m, n).ints()}
 	}, "masked_matmul", "masked_matmul_dw")
+}
+
+// maskedVariant is the CUDA variant of a masked product: the plan's kernel
+// attribute, except that N:M runs on index lists when it cannot be packed
+// (pattern attributes that are not n:m with m <= nmMaxM) and for the input
+// gradient, whose reduction runs along W's columns while the N:M groups run
+// along its rows (the packed form has no compressed K there).
+func maskedVariant(k *ir.Kernel) string {
+	a := k.Attrs
+	switch a.Str("kernel", "dense") {
+	case "nm":
+		n, m := a.Int("n", 0), a.Int("m", 0)
+		if a.Str("pattern", "unstructured") != "nm" || n < 1 || m <= n || m > nmMaxM {
+			return "csr"
+		}
+		if k.Op == "masked_matmul" && a.Bool("transpose_b", false) {
+			return "csr"
+		}
+		return "nm"
+	case "block":
+		return "block"
+	case "csr":
+		return "csr"
+	}
+	return "dense_mask"
 }
 
 // maskedDims is the output's rows and columns.
@@ -256,16 +296,34 @@ func genMaskedMatmul(g *gen) error {
 	if k := a.Str("kernel", "dense"); k != "dense" && k != "nm" && k != "block" && k != "csr" {
 		return fmt.Errorf("unknown masked kernel %q", k)
 	}
-	if v := g.launchAttrs().Str("variant", "dense_mask"); v != "dense_mask" {
-		return fmt.Errorf("unknown launch variant %q for %s (want dense_mask)", v, g.k.Op)
-	}
-	tile, ok := tileFromAttrs(g.launchAttrs())
-	if !ok {
-		return fmt.Errorf("launch tile %v is not one the cuda backend knows (%v)", g.launchAttrs()["tile"], gemmTiles)
-	}
 	mt := g.inType(2) // the mask: W's shape, rows (in) x cols (out)
 	rows, cols := mt.Shape[0], mt.Shape[1]
 	batch := g.inType(0).Shape[0]
+	v := g.launchAttrs().Str("variant", "dense_mask")
+	if rows == 0 || cols == 0 || batch == 0 {
+		v = "dense_mask" // nothing to skip; the GEMM template handles empty sizes
+	}
+	switch v {
+	case "dense_mask":
+	case "nm":
+		if maskedVariant(g.k) != "nm" {
+			return fmt.Errorf("launch variant nm, but the kernel's attributes do not allow N:M packing (want %s)", maskedVariant(g.k))
+		}
+		return genMaskedNM(g)
+	case "block":
+		return genMaskedBlock(g)
+	case "csr":
+		return genMaskedCSR(g)
+	default:
+		return fmt.Errorf("unknown launch variant %q for %s (want nm, block, csr or dense_mask)", v, g.k.Op)
+	}
+	tile, ok := tileFromAttrs(g.launchAttrs())
+	if !ok {
+		if _, has := g.launchAttrs()["tile"]; has {
+			return fmt.Errorf("launch tile %v is not one the cuda backend knows (%v)", g.launchAttrs()["tile"], gemmTiles)
+		}
+		tile = chooseGemmTile(maskedDims(g.plan, g.k)) // a csr kernel records no tile
+	}
 	g.use("gemm")
 	if err := g.entry("ex_mask_mul", streamEntry("ex_mask_mul", "const float* X, const float* Mk, float* Y", "Y[i] = X[i] * Mk[i];")); err != nil {
 		return err
@@ -284,12 +342,9 @@ func genMaskedMatmul(g *gen) error {
 		mask(g.out(0), g.out(0))
 		return nil
 	}
-	act, epi, extra := a.Str("act", "none"), 0, g.out(0)
-	if len(g.k.Ins) == 5 {
-		extra, epi = g.in(4), 1
-		if g.inType(4).Rank() == 2 {
-			epi = 2
-		}
+	act, epi, extra, err := maskedEpilogue(g)
+	if err != nil {
+		return err
 	}
 	wm := scratchArg(g.reserve(4 * int64(rows) * int64(cols)))
 	mask(g.in(1), wm)
@@ -299,6 +354,23 @@ func genMaskedMatmul(g *gen) error {
 	}
 	// C[batch, cols] = A[batch, rows]·(W⊙M)
 	return emitGemm(g, tile, false, false, epi, act, g.in(0), wm, extra, g.out(0), batch, cols, rows, rows, cols)
+}
+
+// maskedEpilogue is a forward or input product's epilogue: the activation,
+// the GEMM template's EPI (0 none, 1 bias, 2 times act'(pre)) and its
+// operand (any valid buffer when EPI is 0).
+func maskedEpilogue(g *gen) (act string, epi int, extra Arg, err error) {
+	act, epi, extra = g.attrs().Str("act", "none"), 0, g.out(0)
+	if _, ok := actNumbers[act]; !ok {
+		return "", 0, extra, fmt.Errorf("unknown activation %q", act)
+	}
+	if len(g.k.Ins) == 5 {
+		extra, epi = g.in(4), 1
+		if g.inType(4).Rank() == 2 {
+			epi = 2
+		}
+	}
+	return act, epi, extra, nil
 }
 
 // emitGemm adds and launches one instance of the GEMM template:

@@ -14,7 +14,7 @@ import (
 
 // Fill says how to draw one input.
 type Fill struct {
-	Kind string  // "normal", "positive", "labels", "step", "one"
+	Kind string  // "normal", "positive", "labels", "step", "one", or a 0/1 mask (sparse.go): "mask_nm", "mask_block", "mask_density"
 	Arg  float64 // normal: std (default 1); labels: classes; step: the step
 }
 
@@ -202,6 +202,9 @@ func (c Case) FillInputs(seed uint64, f32 func(buf int) []float32, i32 func(buf 
 			continue
 		}
 		v := f32(id)
+		if fillMask(fl, c.Attrs, plan.Buffers[id].Type.Shape, r, v) {
+			continue
+		}
 		for j := range v {
 			switch fl.Kind {
 			case "positive": // away from 0: log, sqrt, a divisor, a second moment
