@@ -740,7 +740,151 @@ extern "C" __global__ void __launch_bounds__(256) ex_mask_update(
   }
 }
 
+// ---- family sparse_block ----
+// ex_blk_list: for output tile t (BN outputs) the chunks c of BK
+// reduction indices whose mask tile holds a non-zero, ascending, in
+// list[t*kc : t*kc + cnt[t]]. Mask element (reduction p, output j) is
+// Mk[p*cols + j], or Mk[j*cols + p] when TB.
+template <int TB, int BN, int BK>
+EX_DEV void ex_blk_list(const float* Mk, i32* list, i32* cnt, i32 N, i32 K, i32 cols, i32 kc) {
+  const i32 t = (i32)ex_tid_x(), tile = (i32)ex_bid_x();
+  const i32 n0 = tile * BN;
+  i32* l = list + (i64)tile * kc;
+  for (i32 c = t; c < kc; c += 256) {
+    i32 any = 0;
+    for (i32 p = c * BK; p < c * BK + BK && p < K && !any; p++)
+      for (i32 j = n0; j < n0 + BN && j < N; j++)
+        if ((TB ? Mk[(i64)j * cols + p] : Mk[(i64)p * cols + j]) != 0.0f) { any = 1; break; }
+    l[c] = any;
+  }
+  ex_sync(); // the flags are visible to the whole block
+  if (t == 0) {
+    i32 w = 0;
+    for (i32 c = 0; c < kc; c++)
+      if (l[c]) l[w++] = c;
+    cnt[tile] = w;
+  }
+}
+
+// ex_bgemm: the GEMM template's tiling. DW 0: C[M, N] = epilogue(A·op(W ⊙ M))
+// over the listed K chunks (A: M x K, lda; W and Mk with ldb). DW 1:
+// C = (Aᵀ·B) ⊙ Mk (A: K x M = X, B: K x N = dY), tiles without a kept
+// weight skipped.
+template <int TB, int EPI, int ACT, int BM, int BN, int BK, int TM, int TN, int DW>
+EX_DEV void ex_bgemm(const float* A, const float* B, const float* Mk, const float* E, float* C, const i32* list, const i32* cnt,
+    i32 M, i32 N, i32 K, i32 lda, i32 ldb, i32 kc) {
+  const i32 NT = (BM / TM) * (BN / TN);
+  __shared__ float As[BK][BM + 1];
+  __shared__ float Bs[BK][BN + 1];
+  __shared__ i32 occupied;
+  const i32 tid = (i32)ex_tid_x();
+  const i32 tx = tid % (BN / TN), ty = tid / (BN / TN);
+  const i32 m0 = (i32)ex_bid_y() * BM, n0 = (i32)ex_bid_x() * BN;
+  float acc[TM][TN];
+#pragma unroll
+  for (i32 r = 0; r < TM; r++)
+#pragma unroll
+    for (i32 c = 0; c < TN; c++) acc[r][c] = 0.0f;
+  i32 nl;
+  if (DW) {
+    if (tid == 0) occupied = 0;
+    ex_sync();
+    bool f = false;
+    for (i32 x = tid; x < BM * BN; x += NT) {
+      const i32 i = m0 + x / BN, j = n0 + x % BN;
+      if (i < M && j < N && Mk[(i64)i * N + j] != 0.0f) f = true;
+    }
+    if (f) occupied = 1; // every writer stores the same value
+    ex_sync();
+    nl = occupied ? (K + BK - 1) / BK : 0;
+  } else {
+    nl = cnt[ex_bid_x()];
+  }
+  for (i32 li = 0; li < nl; li++) {
+    const i32 k0 = (DW ? li : list[(i64)ex_bid_x() * kc + li]) * BK;
+    for (i32 x = tid; x < BM * BK; x += NT) {
+      i32 i, p;
+      if (DW) { p = x / BM; i = x % BM; } else { i = x / BK; p = x % BK; }
+      const i32 gi = m0 + i, gp = k0 + p;
+      float v = 0.0f;
+      if (gi < M && gp < K) v = DW ? A[(i64)gp * lda + gi] : A[(i64)gi * lda + gp];
+      As[p][i] = v;
+    }
+    for (i32 x = tid; x < BN * BK; x += NT) {
+      i32 j, p;
+      if (TB) { j = x / BK; p = x % BK; } else { p = x / BN; j = x % BN; }
+      const i32 gj = n0 + j, gp = k0 + p;
+      float v = 0.0f;
+      if (gj < N && gp < K) {
+        const i64 o = TB ? (i64)gj * ldb + gp : (i64)gp * ldb + gj;
+        v = DW ? B[o] : B[o] * Mk[o];
+      }
+      Bs[p][j] = v;
+    }
+    ex_sync();
+#pragma unroll
+    for (i32 p = 0; p < BK; p++) {
+      float a[TM], b[TN];
+#pragma unroll
+      for (i32 r = 0; r < TM; r++) a[r] = As[p][ty + r * (BM / TM)];
+#pragma unroll
+      for (i32 c = 0; c < TN; c++) b[c] = Bs[p][tx + c * (BN / TN)];
+#pragma unroll
+      for (i32 r = 0; r < TM; r++)
+#pragma unroll
+        for (i32 c = 0; c < TN; c++) acc[r][c] += a[r] * b[c];
+    }
+    ex_sync();
+  }
+#pragma unroll
+  for (i32 r = 0; r < TM; r++) {
+    const i32 i = m0 + ty + r * (BM / TM);
+#pragma unroll
+    for (i32 c = 0; c < TN; c++) {
+      const i32 j = n0 + tx + c * (BN / TN);
+      if (i < M && j < N) {
+        float v = acc[r][c];
+        if (DW) v *= Mk[(i64)i * N + j];
+        else {
+          if (EPI == 1) v += E[j];
+          if (EPI == 2) v = ex_mul_act_grad<ACT>(v, E[(i64)i * N + j]);
+          else v = ex_act<ACT>(v);
+        }
+        C[(i64)i * N + j] = v;
+      }
+    }
+  }
+}
+
 // ---- entry points ----
+
+extern "C" __global__ void __launch_bounds__(256) ex_bgemm_dw_32x32x16_2x2(const float* A, const float* B, const float* Mk, const float* E, float* C, const i32* list, const i32* cnt,
+    i32 M, i32 N, i32 K, i32 lda, i32 ldb, i32 kc) {
+  ex_bgemm<0, 0, 0, 32, 32, 16, 2, 2, 1>(A, B, Mk, E, C, list, cnt, M, N, K, lda, ldb, kc);
+}
+
+extern "C" __global__ void __launch_bounds__(256) ex_bgemm_dw_64x64x16_4x4(const float* A, const float* B, const float* Mk, const float* E, float* C, const i32* list, const i32* cnt,
+    i32 M, i32 N, i32 K, i32 lda, i32 ldb, i32 kc) {
+  ex_bgemm<0, 0, 0, 64, 64, 16, 4, 4, 1>(A, B, Mk, E, C, list, cnt, M, N, K, lda, ldb, kc);
+}
+
+extern "C" __global__ void __launch_bounds__(256) ex_bgemm_n_bias_relu_32x32x16_2x2(const float* A, const float* B, const float* Mk, const float* E, float* C, const i32* list, const i32* cnt,
+    i32 M, i32 N, i32 K, i32 lda, i32 ldb, i32 kc) {
+  ex_bgemm<0, 1, 1, 32, 32, 16, 2, 2, 0>(A, B, Mk, E, C, list, cnt, M, N, K, lda, ldb, kc);
+}
+
+extern "C" __global__ void __launch_bounds__(256) ex_bgemm_t_grad_relu_32x32x16_2x2(const float* A, const float* B, const float* Mk, const float* E, float* C, const i32* list, const i32* cnt,
+    i32 M, i32 N, i32 K, i32 lda, i32 ldb, i32 kc) {
+  ex_bgemm<1, 2, 1, 32, 32, 16, 2, 2, 0>(A, B, Mk, E, C, list, cnt, M, N, K, lda, ldb, kc);
+}
+
+extern "C" __global__ void __launch_bounds__(256) ex_blk_list_n_32x16(const float* Mk, i32* list, i32* cnt, i32 N, i32 K, i32 cols, i32 kc) {
+  ex_blk_list<0, 32, 16>(Mk, list, cnt, N, K, cols, kc);
+}
+
+extern "C" __global__ void __launch_bounds__(256) ex_blk_list_t_32x16(const float* Mk, i32* list, i32* cnt, i32 N, i32 K, i32 cols, i32 kc) {
+  ex_blk_list<1, 32, 16>(Mk, list, cnt, N, K, cols, kc);
+}
 
 extern "C" __global__ void __launch_bounds__(256) ex_fill(float* Y, float v, i64 n) {
   for (i64 i = ex_gtid(); i < n; i += ex_gstride()) {
@@ -752,34 +896,16 @@ extern "C" __global__ void __launch_bounds__(256) ex_gemm_nn_bias_none_64x16x16_
   ex_gemm<0, 0, 1, 0, 64, 16, 16, 4, 1>(A, B, E, C, M, N, K, lda, ldb);
 }
 
-extern "C" __global__ void __launch_bounds__(256) ex_gemm_nn_bias_relu_32x32x16_2x2(const float* A, const float* B, const float* E, float* C, i32 M, i32 N, i32 K, i32 lda, i32 ldb) {
-  ex_gemm<0, 0, 1, 1, 32, 32, 16, 2, 2>(A, B, E, C, M, N, K, lda, ldb);
-}
-
 extern "C" __global__ void __launch_bounds__(256) ex_gemm_nt_grad_relu_32x32x16_2x2(const float* A, const float* B, const float* E, float* C, i32 M, i32 N, i32 K, i32 lda, i32 ldb) {
   ex_gemm<0, 1, 2, 1, 32, 32, 16, 2, 2>(A, B, E, C, M, N, K, lda, ldb);
-}
-
-extern "C" __global__ void __launch_bounds__(256) ex_gemm_tn_plain_none_32x32x16_2x2(const float* A, const float* B, const float* E, float* C, i32 M, i32 N, i32 K, i32 lda, i32 ldb) {
-  ex_gemm<1, 0, 0, 0, 32, 32, 16, 2, 2>(A, B, E, C, M, N, K, lda, ldb);
 }
 
 extern "C" __global__ void __launch_bounds__(256) ex_gemm_tn_plain_none_64x16x16_4x1(const float* A, const float* B, const float* E, float* C, i32 M, i32 N, i32 K, i32 lda, i32 ldb) {
   ex_gemm<1, 0, 0, 0, 64, 16, 16, 4, 1>(A, B, E, C, M, N, K, lda, ldb);
 }
 
-extern "C" __global__ void __launch_bounds__(256) ex_gemm_tn_plain_none_64x64x16_4x4(const float* A, const float* B, const float* E, float* C, i32 M, i32 N, i32 K, i32 lda, i32 ldb) {
-  ex_gemm<1, 0, 0, 0, 64, 64, 16, 4, 4>(A, B, E, C, M, N, K, lda, ldb);
-}
-
 extern "C" __global__ void ex_lr_constant(const i32* step, float* out, double lr, double minlr, i32 warmup, i32 total) {
   ex_lr<0>(step, out, lr, minlr, warmup, total);
-}
-
-extern "C" __global__ void __launch_bounds__(256) ex_mask_mul(const float* X, const float* Mk, float* Y, i64 n) {
-  for (i64 i = ex_gtid(); i < n; i += ex_gstride()) {
-    Y[i] = X[i] * Mk[i];
-  }
 }
 
 extern "C" __global__ void __launch_bounds__(256) ex_sgd_plain(const float* W, const float* G, const float* V, const float* lr, float* Wo, float* Vo, float m, float wd, i64 n) {
@@ -801,13 +927,13 @@ extern "C" __global__ void __launch_bounds__(256) ex_xent_rows_loss(const float*
 // init fc2.b init               ex_fill<<<(4,1,1), (256,1,1)>>>(b5, 0, 1024)
 // init fc3.w init               ex_init_normal<<<(40,1,1), (256,1,1)>>>(b8, 0xaa4e7527110cc254, 0.04419417382415922, 10240)
 // init fc3.b init               ex_fill<<<(1,1,1), (256,1,1)>>>(b9, 0, 10)
-// program train: 20 kernels, 27 launches
+// program train: 20 kernels, 25 launches
 //   k0   fill               ex_fill<<<(1,1,1), (256,1,1)>>>(b25, 1, 1)
 //   k1   lr_schedule        ex_lr_constant<<<(1,1,1), (1,1,1)>>>(b18, b36, 0.05, 0, 0, 702)
-//   k2   masked_matmul      ex_mask_mul<<<(3136,1,1), (256,1,1)>>>(b0, b2, scratch+256, 802816)
-//   k2   masked_matmul      ex_gemm_nn_bias_relu_32x32x16_2x2<<<(32,8,1), (256,1,1)>>>(b16, scratch+256, b1, b22, 256, 1024, 784, 784, 1024)
-//   k3   masked_matmul      ex_mask_mul<<<(4096,1,1), (256,1,1)>>>(b4, b6, scratch+256, 1048576)
-//   k3   masked_matmul      ex_gemm_nn_bias_relu_32x32x16_2x2<<<(32,8,1), (256,1,1)>>>(b22, scratch+256, b5, b23, 256, 1024, 1024, 1024, 1024)
+//   k2   masked_matmul      ex_blk_list_n_32x16<<<(32,1,1), (256,1,1)>>>(b2, scratch+256, scratch+6656, 1024, 784, 1024, 49)
+//   k2   masked_matmul      ex_bgemm_n_bias_relu_32x32x16_2x2<<<(32,8,1), (256,1,1)>>>(b16, b0, b2, b1, b22, scratch+256, scratch+6656, 256, 1024, 784, 784, 1024, 49)
+//   k3   masked_matmul      ex_blk_list_n_32x16<<<(32,1,1), (256,1,1)>>>(b6, scratch+256, scratch+8448, 1024, 1024, 1024, 64)
+//   k3   masked_matmul      ex_bgemm_n_bias_relu_32x32x16_2x2<<<(32,8,1), (256,1,1)>>>(b22, b4, b6, b5, b23, scratch+256, scratch+8448, 256, 1024, 1024, 1024, 1024, 64)
 //   k4   matmul_bias_act    ex_gemm_nn_bias_none_64x16x16_4x1<<<(1,4,1), (256,1,1)>>>(b23, b8, b9, b24, 256, 10, 1024, 1024, 10)
 //   k5   softmax_xent_fused ex_labels_prep<<<(1,1,1), (256,1,1)>>>(b17, 256, 10, scratch+256, status, 1537)
 //   k5   softmax_xent_fused ex_xent_rows_grad<<<(32,1,1), (256,1,1)>>>(b24, b17, b25, scratch+256, b27, scratch+512, 256, 10, 0.1, 0)
@@ -819,21 +945,19 @@ extern "C" __global__ void __launch_bounds__(256) ex_xent_rows_loss(const float*
 //   k10  sgd                ex_sgd_plain<<<(40,1,1), (256,1,1)>>>(b8, b29, b14, b36, b8, b14, 0.9, 0, 10240)
 //   k11  reduce_sum         ex_reduce_cols<<<(4,1,1), (256,1,1)>>>(b30, b31, 256, 1024, 1024)
 //   k12  sgd                ex_sgd_plain<<<(4,1,1), (256,1,1)>>>(b5, b31, b13, b36, b5, b13, 0.9, 0, 1024)
-//   k13  masked_matmul      ex_mask_mul<<<(4096,1,1), (256,1,1)>>>(b4, b6, scratch+256, 1048576)
-//   k13  masked_matmul      ex_gemm_nt_grad_relu_32x32x16_2x2<<<(32,8,1), (256,1,1)>>>(b30, scratch+256, b22, b33, 256, 1024, 1024, 1024, 1024)
+//   k13  masked_matmul      ex_blk_list_t_32x16<<<(32,1,1), (256,1,1)>>>(b6, scratch+256, scratch+8448, 1024, 1024, 1024, 64)
+//   k13  masked_matmul      ex_bgemm_t_grad_relu_32x32x16_2x2<<<(32,8,1), (256,1,1)>>>(b30, b4, b6, b22, b33, scratch+256, scratch+8448, 256, 1024, 1024, 1024, 1024, 64)
 //   k14  reduce_sum         ex_reduce_cols<<<(4,1,1), (256,1,1)>>>(b33, b34, 256, 1024, 1024)
 //   k15  sgd                ex_sgd_plain<<<(4,1,1), (256,1,1)>>>(b1, b34, b11, b36, b1, b11, 0.9, 0, 1024)
-//   k16  masked_matmul_dw   ex_gemm_tn_plain_none_64x64x16_4x4<<<(16,16,1), (256,1,1)>>>(b22, b30, b32, b32, 1024, 1024, 256, 1024, 1024)
-//   k16  masked_matmul_dw   ex_mask_mul<<<(4096,1,1), (256,1,1)>>>(b32, b6, b32, 1048576)
+//   k16  masked_matmul_dw   ex_bgemm_dw_64x64x16_4x4<<<(16,16,1), (256,1,1)>>>(b22, b30, b6, b32, b32, b6, b6, 1024, 1024, 256, 1024, 1024, 0)
 //   k17  sgd                ex_sgd_plain<<<(4096,1,1), (256,1,1)>>>(b4, b32, b12, b36, b4, b12, 0.9, 0, 1048576)
-//   k18  masked_matmul_dw   ex_gemm_tn_plain_none_32x32x16_2x2<<<(32,25,1), (256,1,1)>>>(b16, b33, b35, b35, 784, 1024, 256, 784, 1024)
-//   k18  masked_matmul_dw   ex_mask_mul<<<(3136,1,1), (256,1,1)>>>(b35, b2, b35, 802816)
+//   k18  masked_matmul_dw   ex_bgemm_dw_32x32x16_2x2<<<(32,25,1), (256,1,1)>>>(b16, b33, b2, b35, b35, b2, b2, 784, 1024, 256, 784, 1024, 0)
 //   k19  sgd                ex_sgd_plain<<<(3136,1,1), (256,1,1)>>>(b0, b35, b10, b36, b0, b10, 0.9, 0, 802816)
 // program eval: 5 kernels, 10 launches
-//   k0   masked_matmul      ex_mask_mul<<<(3136,1,1), (256,1,1)>>>(b0, b2, scratch+256, 802816)
-//   k0   masked_matmul      ex_gemm_nn_bias_relu_32x32x16_2x2<<<(32,8,1), (256,1,1)>>>(b19, scratch+256, b1, b37, 256, 1024, 784, 784, 1024)
-//   k1   masked_matmul      ex_mask_mul<<<(4096,1,1), (256,1,1)>>>(b4, b6, scratch+256, 1048576)
-//   k1   masked_matmul      ex_gemm_nn_bias_relu_32x32x16_2x2<<<(32,8,1), (256,1,1)>>>(b37, scratch+256, b5, b38, 256, 1024, 1024, 1024, 1024)
+//   k0   masked_matmul      ex_blk_list_n_32x16<<<(32,1,1), (256,1,1)>>>(b2, scratch+256, scratch+6656, 1024, 784, 1024, 49)
+//   k0   masked_matmul      ex_bgemm_n_bias_relu_32x32x16_2x2<<<(32,8,1), (256,1,1)>>>(b19, b0, b2, b1, b37, scratch+256, scratch+6656, 256, 1024, 784, 784, 1024, 49)
+//   k1   masked_matmul      ex_blk_list_n_32x16<<<(32,1,1), (256,1,1)>>>(b6, scratch+256, scratch+8448, 1024, 1024, 1024, 64)
+//   k1   masked_matmul      ex_bgemm_n_bias_relu_32x32x16_2x2<<<(32,8,1), (256,1,1)>>>(b37, b4, b6, b5, b38, scratch+256, scratch+8448, 256, 1024, 1024, 1024, 1024, 64)
 //   k2   matmul_bias_act    ex_gemm_nn_bias_none_64x16x16_4x1<<<(1,4,1), (256,1,1)>>>(b38, b8, b9, b39, 256, 10, 1024, 1024, 10)
 //   k3   softmax_xent       ex_labels_prep<<<(1,1,1), (256,1,1)>>>(b20, 256, 10, scratch+256, status, 1025)
 //   k3   softmax_xent       ex_xent_rows_loss<<<(32,1,1), (256,1,1)>>>(b39, b20, b39, scratch+256, b39, scratch+512, 256, 10, 0, 0)
