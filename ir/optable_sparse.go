@@ -17,6 +17,11 @@ import (
 //   - the schedule, as attributes of mask_update: which density the mask has
 //     at each step and how it is chosen.
 //
+// A mask holds 0s and 1s (mask_update writes nothing else). The reference
+// (ir/interp) and dense-with-mask kernels multiply by it; the compressed CPU
+// kernels read it as a set (non-zero = kept), which is the same function on
+// such masks.
+//
 // Mask patterns (attribute "pattern"): "unstructured"; "nm" (attributes n
 // and m: exactly n non-zeros in every group of m consecutive rows, i.e.
 // input features, of each column); "block" (attribute block = [rows,
