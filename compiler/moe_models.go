@@ -80,12 +80,10 @@ func (c *compiler) moeEvalFunc() *ir.Func {
 	x := b.Param("x", ir.Tensor(ir.F32, batch, feat), ir.RoleInput)
 	y := b.Param("y", ir.Tensor(ir.I32, batch), ir.RoleInput)
 	n := c.moeNet(b, x, y, nil, batch, false)
-	correct := n.correct
-	if correct == nil {
-		b.Loc = c.loc("loss")
-		correct = b.V("fill", ir.Attrs{"value": 0.0, "shape": []int{}}, "correct")
+	f.Outputs = []ir.Output{{Name: "loss", Value: n.loss}}
+	if n.correct != nil { // a regression model (gaussian_moe) has no accuracy
+		f.Outputs = append(f.Outputs, ir.Output{Name: "correct", Value: n.correct})
 	}
-	f.Outputs = []ir.Output{{Name: "loss", Value: n.loss}, {Name: "correct", Value: correct}}
 	return f
 }
 

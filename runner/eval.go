@@ -2,6 +2,7 @@ package runner
 
 import (
 	"fmt"
+	"math"
 
 	"github.com/expc-dev/expc/backends"
 	"github.com/expc-dev/expc/data"
@@ -19,7 +20,7 @@ type evaluator struct {
 	y        []int32
 	loss     []float32
 	correctF []float32 // "correct" is f32 ...
-	correctI []int32   // ... or i32, as the plan says
+	correctI []int32   // ... or i32, as the plan says; neither without one
 }
 
 func newEvaluator(plan *ir.Plan, prog *ir.Program, exe backends.Executable, split data.Split) (*evaluator, error) {
@@ -38,16 +39,18 @@ func newEvaluator(plan *ir.Plan, prog *ir.Program, exe backends.Executable, spli
 	if e.loss, err = f32View(plan, prog, exe, "loss", 1); err != nil {
 		return nil, err
 	}
-	if b := buffer(plan, prog.Binding("correct")); b != nil && b.Type.DType == ir.I32 {
+	switch b := buffer(plan, prog.Binding("correct")); {
+	case b == nil: // no accuracy: a regression model
+	case b.Type.DType == ir.I32:
 		e.correctI, err = i32View(plan, prog, exe, "correct", 1)
-	} else {
+	default:
 		e.correctF, err = f32View(plan, prog, exe, "correct", 1)
 	}
 	return e, err
 }
 
 // run evaluates the whole split: the mean loss over its examples and the
-// fraction classified correctly.
+// fraction classified correctly (NaN when the model has no accuracy).
 func (e *evaluator) run(exe backends.Executable) (loss, acc float64, err error) {
 	var sum, correct float64
 	total := 0
@@ -62,10 +65,13 @@ func (e *evaluator) run(exe backends.Executable) (loss, acc float64, err error) 
 			return 0, 0, fmt.Errorf("evaluation batch %d: %w", i, err)
 		}
 		sum += float64(e.loss[0]) * float64(n)
-		if e.correctI != nil {
+		switch {
+		case e.correctI != nil:
 			correct += float64(e.correctI[0])
-		} else {
+		case e.correctF != nil:
 			correct += float64(e.correctF[0])
+		default:
+			correct = math.NaN()
 		}
 		total += n
 	}

@@ -3,6 +3,7 @@ package runner_test
 import (
 	"context"
 	"encoding/json"
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
@@ -82,6 +83,10 @@ train: {epochs: 30, seed: 1, log_every: 500}
 	}
 	if top1.Final.EvalLoss-top2.Final.EvalLoss < 0.05 {
 		t.Errorf("top-1 gating (%.4f) is not measurably worse than top-2 (%.4f)", top1.Final.EvalLoss, top2.Final.EvalLoss)
+	}
+	// A regression has no accuracy: the summary says so (null), not 0%.
+	if !math.IsNaN(top2.Final.EvalAccuracy) {
+		t.Errorf("eval accuracy of a regression = %v, want NaN (null in summary.json)", top2.Final.EvalAccuracy)
 	}
 }
 

@@ -121,9 +121,12 @@ func (p *progress) eval(step int, loss, acc float64) {
 	b = strconv.AppendInt(b, int64(step), 10)
 	b = append(b, ": loss "...)
 	b = strconv.AppendFloat(b, loss, 'f', 4, 64)
-	b = append(b, "  accuracy "...)
-	b = strconv.AppendFloat(b, 100*acc, 'f', 2, 64)
-	b = append(b, "%\n"...)
+	if !math.IsNaN(acc) { // NaN: the model has no accuracy
+		b = append(b, "  accuracy "...)
+		b = strconv.AppendFloat(b, 100*acc, 'f', 2, 64)
+		b = append(b, '%')
+	}
+	b = append(b, '\n')
 	p.flush(b)
 }
 

@@ -46,7 +46,8 @@ type PlanRef struct {
 // Final holds the metrics at the end of the run. TrainLoss is the mean
 // training loss over the last min(log_every, steps) steps of the last
 // session; EvalLoss and EvalAccuracy (a fraction in [0,1]) come from the
-// last evaluation and are 0 when none ran. A non-finite value is written as
+// last evaluation and are 0 when none ran; EvalAccuracy is NaN (null in
+// JSON) for a model without one (a regression). A non-finite value is written as
 // null.
 type Final struct {
 	TrainLoss    float64 `json:"train_loss"`
@@ -100,9 +101,12 @@ func PrintSummary(w io.Writer, s *Summary, dir string) {
 	fmt.Fprintf(&b, "  wall time   %s\n", time.Duration(s.WallSeconds*float64(time.Second)).Round(100*time.Millisecond))
 	fmt.Fprintf(&b, "  samples/s   %.0f\n", s.SamplesPerSecond)
 	fmt.Fprintf(&b, "  train loss  %.4f\n", s.Final.TrainLoss)
-	if s.Final.EvalLoss == 0 && s.Final.EvalAccuracy == 0 {
+	switch {
+	case s.Final.EvalLoss == 0 && s.Final.EvalAccuracy == 0:
 		b.WriteString("  eval        none\n")
-	} else {
+	case math.IsNaN(s.Final.EvalAccuracy): // the model has no accuracy
+		fmt.Fprintf(&b, "  eval loss   %.4f\n", s.Final.EvalLoss)
+	default:
 		fmt.Fprintf(&b, "  eval loss   %.4f  accuracy %.2f%%\n", s.Final.EvalLoss, 100*s.Final.EvalAccuracy)
 	}
 	fmt.Fprintf(&b, "  run dir     %s\n", dir)
