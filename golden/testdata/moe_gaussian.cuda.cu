@@ -948,7 +948,7 @@ extern "C" __global__ void __launch_bounds__(256) ex_slice_cols(const float* X, 
 //   k17  adamw              ex_adamw<<<(1,1,1), (256,1,1)>>>(b2, b33, b9, b10, b37, b17, b2, b9, b10, 0.9, 0.999, 1e-08, 0, status, 4610, 8)
 //   k18  adamw              ex_adamw<<<(1,1,1), (256,1,1)>>>(b3, b32, b11, b12, b37, b17, b3, b11, b12, 0.9, 0.999, 1e-08, 0, status, 4866, 4)
 //   k19  adamw              ex_adamw<<<(1,1,1), (256,1,1)>>>(b4, b31, b13, b14, b37, b17, b4, b13, b14, 0.9, 0.999, 1e-08, 0, status, 5122, 4)
-// program eval: 8 kernels, 10 launches
+// program eval: 7 kernels, 9 launches
 //   k0   fill               ex_fill<<<(1,1,1), (256,1,1)>>>(b38, 1, 1)
 //   k1   slice_cols         ex_slice_cols<<<(2,1,1), (256,1,1)>>>(b18, b39, 3, 2, 0, 512)
 //   k2   slice_cols         ex_slice_cols<<<(1,1,1), (256,1,1)>>>(b18, b40, 3, 1, 2, 256)
@@ -958,4 +958,3 @@ extern "C" __global__ void __launch_bounds__(256) ex_slice_cols(const float* X, 
 //   k6   mixture_nll        ex_count_nonneg<<<(1,1,1), (256,1,1)>>>(b19, scratch+256, 256)
 //   k6   mixture_nll        ex_mixture_loss_rows<<<(1,1,1), (256,1,1)>>>(b42, b43, b4, b40, b19, scratch+256, scratch+512, 256, 4)
 //   k6   mixture_nll        ex_rows_final<<<(1,1,1), (256,1,1)>>>(scratch+512, scratch+256, b44, 256)
-//   k7   fill               ex_fill<<<(1,1,1), (256,1,1)>>>(b45, 0, 1)
