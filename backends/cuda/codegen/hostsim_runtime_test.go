@@ -1,5 +1,11 @@
 package codegen_test
 
+import (
+	"strings"
+
+	"github.com/expc-dev/expc/backends/cuda/codegen"
+)
+
 // A host SIMT emulator for generated units, so that every kernel, tiled
 // ones included, runs without a GPU. A launch runs its blocks one after
 // another; each block's threads are fibers (ucontext) on one OS thread,
@@ -23,9 +29,12 @@ package codegen_test
 // unit is compiled against hostSimPrelude and linked with it.
 
 // hostSimPrelude replaces the device prelude in a unit compiled for the
-// host: the same helpers with host semantics (exactly rounded float64
-// arithmetic is the host's own; no FMA contraction: -ffp-contract=off).
-const hostSimPrelude = `typedef int i32;
+// host: the primitives with host semantics (exactly rounded float64
+// arithmetic is the host's own; no FMA contraction: -ffp-contract=off),
+// then the prelude's own portable helpers built on them (preludeTail).
+var hostSimPrelude = hostSimPrimitives + preludeTail()
+
+const hostSimPrimitives = `typedef int i32;
 typedef unsigned int u32;
 typedef long long i64;
 typedef unsigned long long u64;
@@ -59,35 +68,22 @@ EX_DEV double ex_dmul(double a, double b) { return a * b; }
 EX_DEV double ex_ddiv(double a, double b) { return a / b; }
 EX_DEV double ex_dsqrt(double a) { return __builtin_sqrt(a); }
 EX_DEV float ex_fsqrt(float a) { return __builtin_sqrtf(a); }
-EX_DEV float ex_fabsf(float x) { return ex_u2f(ex_f2u(x) & 0x7fffffffu); }
-EX_DEV float ex_inff() { return ex_u2f(0x7f800000u); }
-EX_DEV double ex_nan_d() { return ex_u2d(0x7ff8000000000001ull); }
-EX_DEV double ex_ninf_d() { return ex_u2d(0xfff0000000000000ull); }
-EX_DEV i64 ex_gtid() { return (i64)ex_bid_x() * ex_bdim_x() + ex_tid_x(); }
-EX_DEV i64 ex_gstride() { return (i64)ex_bdim_x() * ex_gdim_x(); }
-EX_DEV double ex_shfl_xor_d(double v, i32 m) {
-  u64 b = ex_d2u(v);
-  u32 lo = (u32)ex_shfl_xor_i((i32)(u32)b, m);
-  u32 hi = (u32)ex_shfl_xor_i((i32)(u32)(b >> 32), m);
-  return ex_u2d(((u64)hi << 32) | lo);
-}
-EX_DEV double ex_warp_sum_d(double v) {
-  for (i32 m = 16; m > 0; m >>= 1) v += ex_shfl_xor_d(v, m);
-  return v;
-}
-EX_DEV i32 ex_warp_sum_i(i32 v) {
-  for (i32 m = 16; m > 0; m >>= 1) v += ex_shfl_xor_i(v, m);
-  return v;
-}
-EX_DEV float ex_warp_max_f(float v) {
-  for (i32 m = 16; m > 0; m >>= 1) { float o = ex_shfl_xor_f(v, m); v = (o > v || o != o) ? o : v; }
-  return v;
-}
-EX_DEV void ex_fail(i32* status, i32 code) { ex_atomic_cas_i(status, 0, code); }
 // Launch one kernel: ex_h_launch runs fn(ctx) on every thread of every block.
 extern "C" void ex_h_launch(u32 gx, u32 gy, u32 bx, void (*fn)(void*), void* ctx);
 struct P { char* p; template <class T> operator T*() const { return (T*)p; } };
 `
+
+// preludeTail is the part of the device prelude written only in terms of
+// the primitives (warp reductions, ex_fail, ...), from its first such
+// helper on.
+func preludeTail() string {
+	const first = "EX_DEV float ex_fabsf("
+	i := strings.Index(codegen.Prelude, first)
+	if i < 0 {
+		panic("the device prelude no longer defines ex_fabsf: update preludeTail")
+	}
+	return codegen.Prelude[i:]
+}
 
 // hostRuntimeSource is the emulator itself.
 const hostRuntimeSource = `#include <setjmp.h>
