@@ -10,13 +10,12 @@ import (
 // moe_ffn_grad, the grouped expert GEMMs over the permuted tokens, and
 // moe_combine(_grad), as backends/cpu/moe_ffn.go defines them.
 //
-// The expert GEMMs are the simplest correct formulation: one launch per
-// expert (each expert's weights are their own buffers), a thread per output
-// element with a float32 dot product in index order. The expert's rows
-// [offsets[e], offsets[e+1]) are read on the device, so each launch is
-// sized for every slot and its grid-stride loop starts at the expert's
-// first row. Weight gradients are a thread per weight summing the expert's
-// rows in order. Rows past offsets[E] are zero, as on the CPU.
+// The expert products are tiled GEMMs, one launch per expert and product
+// (moe_gemm.go): z = xp·W1 + b1 and h = act(z), then y = h·W2 + b2; in the
+// backward dz = (dy·W2ᵀ)·act'(pre), dxp = dz·W1ᵀ, and the weight and bias
+// gradients over the expert's rows. The expert's rows [offsets[e],
+// offsets[e+1]) are read on the device. Rows past offsets[E] are zero, as
+// on the CPU.
 //
 // moe_combine adds each token's slots in its order with the products
 // rounded to float32 first (the CPU's "never fused" product); the combine
@@ -24,71 +23,9 @@ import (
 func init() {
 	addFamily("moe_ffn", []string{"math"}, `EX_DEV float ex_moe_fmul(float a, float b) { float r; asm("mul.rn.f32 %0, %1, %2;" : "=f"(r) : "f"(a), "f"(b)); return r; }
 
-// Σ_p A[s,p]·W(p,j) over p < k; W is [k,n] (TW = 0) or [n,k] (TW = 1).
-template <int TW> EX_DEV float ex_moe_dot(const float* A, const float* W, i64 s, i64 j, i64 k, i64 n) {
-  float v = 0.0f;
-  for (i64 p = 0; p < k; p++) v += A[s * k + p] * (TW ? W[j * k + p] : W[p * n + j]);
-  return v;
-}
-
-// Rows of expert e: out[s,j] for s in [off[e], off[e+1]).
-#define EX_MOE_ROWS(n) \
-  const i64 lo = (i64)off[e] * (n), hi = (i64)off[e + 1] * (n); \
-  for (i64 i = lo + ex_gtid(); i < hi; i += ex_gstride())
-
-// z = xp·W1 + b1, h = act(z) (z kept unless Z is null).
-template <int ACT> EX_DEV void ex_moe_ffn_up_t(const float* XP, const i32* off, i32 e, const float* W1, const float* B1, float* Z, float* Hh, i64 d, i64 H) {
-  EX_MOE_ROWS(H) {
-    const i64 s = i / H, j = i % H;
-    const float v = ex_moe_dot<0>(XP, W1, s, j, d, H) + B1[j];
-    if (Z) Z[i] = v;
-    Hh[i] = ex_act<ACT>(v);
-  }
-}
-
-extern "C" __global__ void __launch_bounds__(256) ex_moe_ffn_down(const float* Hh, const i32* off, i32 e, const float* W2, const float* B2, float* Y, i64 d, i64 H) {
-  EX_MOE_ROWS(d) {
-    const i64 s = i / d, j = i % d;
-    Y[i] = ex_moe_dot<0>(Hh, W2, s, j, H, d) + B2[j];
-  }
-}
-
-// dz = (dy·W2ᵀ)·act'(pre).
-template <int ACT> EX_DEV void ex_moe_ffn_dz_t(const float* DY, const float* PRE, const i32* off, i32 e, const float* W2, float* DZ, i64 d, i64 H) {
-  EX_MOE_ROWS(H) {
-    const i64 s = i / H, j = i % H;
-    DZ[i] = ex_mul_act_grad<ACT>(ex_moe_dot<1>(DY, W2, s, j, d, H), PRE[i]);
-  }
-}
-
-// dxp = dz·W1ᵀ.
-extern "C" __global__ void __launch_bounds__(256) ex_moe_ffn_dx(const float* DZ, const i32* off, i32 e, const float* W1, float* DXP, i64 d, i64 H) {
-  EX_MOE_ROWS(d) {
-    const i64 s = i / d, p = i % d;
-    DXP[i] = ex_moe_dot<1>(DZ, W1, s, p, H, d);
-  }
-}
-
-// dW[p,j] = Σ_s A[s,p]·B[s,j] and dB[j] = Σ_s B[s,j] over expert e's rows.
-extern "C" __global__ void __launch_bounds__(256) ex_moe_ffn_wgrad(const float* A, const float* B, const i32* off, i32 e, float* DW, float* DB, i64 ka, i64 kb) {
-  const i64 s0 = off[e], s1 = off[e + 1];
-  for (i64 i = ex_gtid(); i < ka * kb + kb; i += ex_gstride()) {
-    float v = 0.0f;
-    if (i < ka * kb) {
-      const i64 p = i / kb, j = i % kb;
-      for (i64 s = s0; s < s1; s++) v += A[s * ka + p] * B[s * kb + j];
-      DW[i] = v;
-    } else {
-      const i64 j = i - ka * kb;
-      for (i64 s = s0; s < s1; s++) v += B[s * kb + j];
-      DB[j] = v;
-    }
-  }
-}
-
 // Zero rows [off[E], S) of up to three [S, n_i] outputs (null: none).
 extern "C" __global__ void __launch_bounds__(256) ex_moe_ffn_tail(const i32* off, i32 E, float* A, i64 na, float* B, i64 nb, float* C, i64 nc, i64 S) {
-  const i64 s0 = off[E];
+  const i64 s0 = off[E] < 0 ? 0 : off[E];
   for (i64 i = s0 * na + ex_gtid(); A && i < S * na; i += ex_gstride()) A[i] = 0.0f;
   for (i64 i = s0 * nb + ex_gtid(); B && i < S * nb; i += ex_gstride()) B[i] = 0.0f;
   for (i64 i = s0 * nc + ex_gtid(); C && i < S * nc; i += ex_gstride()) C[i] = 0.0f;
@@ -153,13 +90,6 @@ extern "C" __global__ void __launch_bounds__(256) ex_moe_combine_grad(const floa
 	})
 }
 
-// moeActEntry adds a wrapper entry calling family template fn<ACT>.
-func (g *gen) moeActEntry(fn string, act int, params, args string) string {
-	name := fmt.Sprintf("%s_a%d", fn, act)
-	_ = g.entry(name, fmt.Sprintf("extern \"C\" __global__ void __launch_bounds__(256) %s(%s) {\n  %s_t<%d>(%s);\n}\n", name, params, fn, act, args))
-	return name
-}
-
 func moeFFNAct(g *gen) (int, string, error) {
 	name := g.attrs().Str("act", "relu")
 	act, ok := actNumbers[name]
@@ -171,6 +101,14 @@ func moeFFNAct(g *gen) (int, string, error) {
 
 func genMoEFFN(g *gen) error {
 	act, name, err := moeFFNAct(g)
+	if err != nil {
+		return err
+	}
+	up, err := g.moeTile("tile_up")
+	if err != nil {
+		return err
+	}
+	down, err := g.moeTile("tile_down")
 	if err != nil {
 		return err
 	}
@@ -191,12 +129,16 @@ func genMoEFFN(g *gen) error {
 	block := dim(blockThreads)
 	grid := func(n int) [3]uint32 { return dim(streamChoice(max(int64(n), 1)).Int("grid", 1)) }
 	g.emit("ex_moe_gather", grid(S*d), block, g.in(0), g.in(1), g.out(0), i64Arg(int64(max(d, 1))), i64Arg(int64(T)), i64Arg(int64(S*d)))
-	up := g.moeActEntry("ex_moe_ffn_up", act, "const float* XP, const i32* off, i32 e, const float* W1, const float* B1, float* Z, float* Hh, i64 d, i64 H",
-		"XP, off, e, W1, B1, Z, Hh, d, H")
 	off := g.in(2)
 	for e := 0; e < E; e++ {
-		g.emit(up, grid(S*H), block, g.out(0), off, i32Arg(e), g.in(3+e), g.in(3+E+e), z, hOut, i64Arg(int64(d)), i64Arg(int64(H)))
-		g.emit("ex_moe_ffn_down", grid(S*d), block, hOut, off, i32Arg(e), g.in(3+2*E+e), g.in(3+3*E+e), y, i64Arg(int64(d)), i64Arg(int64(H)))
+		if err := g.moeGemm(moeProduct{rows: true, epi: 1, act: act, A: g.out(0), B: g.in(3 + e), E: g.in(3 + E + e), C: hOut, C2: z, CB: null,
+			off: off, e: e, S: S, N: H, K: d, lda: d, ldb: H, tile: up}); err != nil {
+			return err
+		}
+		if err := g.moeGemm(moeProduct{rows: true, epi: 1, A: hOut, B: g.in(3 + 2*E + e), E: g.in(3 + 3*E + e), C: y, C2: null, CB: null,
+			off: off, e: e, S: S, N: d, K: H, lda: H, ldb: d, tile: down}); err != nil {
+			return err
+		}
 	}
 	g.emit("ex_moe_ffn_tail", grid(S*max(d, H)), block, off, i32Arg(E), z, i64Arg(int64(H)), hOut, i64Arg(int64(H)), y, i64Arg(int64(d)), i64Arg(int64(S)))
 	return nil
@@ -225,26 +167,43 @@ func genMoEFFNGrad(g *gen) error {
 	w1 := func(e int) Arg { return g.in(n + 2 + e) }
 	w2 := func(e int) Arg { return g.in(n + 2 + E + e) }
 	null := Arg{Kind: ArgI64}
+	tiles := map[string]gemmTile{}
+	keys := []string{"tile_dz", "tile_dw1", "tile_dw2"}
 	r := 0
 	dxp := null
 	if g.attrs().Bool("dx", false) {
 		dxp = g.out(0)
 		r++
+		keys = append(keys, "tile_dx")
+	}
+	for _, key := range keys {
+		t, err := g.moeTile(key)
+		if err != nil {
+			return err
+		}
+		tiles[key] = t
 	}
 	dz := g.out(r)
 	out := func(i, e int) Arg { return g.out(r + 1 + i*E + e) } // 0 dW1, 1 db1, 2 dW2, 3 db2
 	g.use("moe_ffn")
 	block := dim(blockThreads)
 	grid := func(n int) [3]uint32 { return dim(streamChoice(max(int64(n), 1)).Int("grid", 1)) }
-	dzEntry := g.moeActEntry("ex_moe_ffn_dz", act, "const float* DY, const float* PRE, const i32* off, i32 e, const float* W2, float* DZ, i64 d, i64 H",
-		"DY, PRE, off, e, W2, DZ, d, H")
 	for e := 0; e < E; e++ {
-		g.emit(dzEntry, grid(S*H), block, g.in(0), preArg, off, i32Arg(e), w2(e), dz, i64Arg(int64(d)), i64Arg(int64(H)))
-		if dxp != null {
-			g.emit("ex_moe_ffn_dx", grid(S*d), block, dz, off, i32Arg(e), w1(e), dxp, i64Arg(int64(d)), i64Arg(int64(H)))
+		ps := []moeProduct{
+			{rows: true, tb: true, epi: 2, act: act, A: g.in(0), B: w2(e), E: preArg, C: dz, C2: null, CB: null, N: H, K: d, lda: d, ldb: d, tile: tiles["tile_dz"]},
+			{rows: true, tb: true, A: dz, B: w1(e), E: null, C: dxp, C2: null, CB: null, N: d, K: H, lda: H, ldb: H, tile: tiles["tile_dx"]},
+			{A: hIn, B: g.in(0), E: null, C: out(2, e), C2: null, CB: out(3, e), M: H, N: d, lda: H, ldb: d, tile: tiles["tile_dw2"]},
+			{A: g.in(1), B: dz, E: null, C: out(0, e), C2: null, CB: out(1, e), M: d, N: H, lda: d, ldb: H, tile: tiles["tile_dw1"]},
 		}
-		g.emit("ex_moe_ffn_wgrad", grid(H*d+d), block, hIn, g.in(0), off, i32Arg(e), out(2, e), out(3, e), i64Arg(int64(H)), i64Arg(int64(d)))
-		g.emit("ex_moe_ffn_wgrad", grid(d*H+H), block, g.in(1), dz, off, i32Arg(e), out(0, e), out(1, e), i64Arg(int64(d)), i64Arg(int64(H)))
+		for i, p := range ps {
+			if i == 1 && dxp == null {
+				continue
+			}
+			p.off, p.e, p.S = off, e, S
+			if err := g.moeGemm(p); err != nil {
+				return err
+			}
+		}
 	}
 	g.emit("ex_moe_ffn_tail", grid(S*max(d, H)), block, off, i32Arg(E), dz, i64Arg(int64(H)), dxp, i64Arg(int64(d)), null, i64Arg(0), i64Arg(int64(S)))
 	return nil

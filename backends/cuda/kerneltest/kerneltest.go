@@ -27,6 +27,9 @@ type Case struct {
 	Attrs ir.Attrs
 	Tol   float64     // bound on ‖gpu − cpu‖ / ‖cpu‖ per output
 	Alias map[int]int // output -> input it overwrites in place
+	// Launch, if set, is the cuda plan's Kernel.Launch (a variant or tile
+	// the generator would not choose for these sizes); nil: the generator's.
+	Launch ir.Attrs
 }
 
 func f32(shape ...int) ir.Type { return ir.Tensor(ir.F32, shape...) }
@@ -150,6 +153,9 @@ func (c Case) Plan(target string) (*ir.Plan, error) {
 	}
 	pr := ir.Program{Name: "train", Inputs: []ir.Binding{}, Outputs: []ir.Binding{}}
 	k := ir.Kernel{Name: "k0", Op: c.Op, Attrs: c.Attrs}
+	if target == "cuda" {
+		k.Launch = c.Launch
+	}
 	for i, t := range c.Ins {
 		id := buf(fmt.Sprintf("in%d", i), t, ir.BufInput)
 		k.Ins = append(k.Ins, id)
@@ -183,6 +189,9 @@ func (c Case) FillInputs(seed uint64, f32 func(buf int) []float32, i32 func(buf 
 		}
 		if plan.Buffers[id].Type.DType == ir.I32 {
 			v := i32(id)
+			if fillOffsets(fl, r, v) {
+				continue
+			}
 			for j := range v {
 				switch fl.Kind {
 				case "labels": // a few padding rows

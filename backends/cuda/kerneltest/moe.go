@@ -1,6 +1,11 @@
 package kerneltest
 
-import "github.com/expc-dev/expc/ir"
+import (
+	"math/rand/v2"
+	"slices"
+
+	"github.com/expc-dev/expc/ir"
+)
 
 // Cases of the mixture-of-experts ops (ir/optable_moe.go). Index inputs are
 // "labels" draws: a few -1 (padding) and repeated tokens, so scatter and
@@ -68,36 +73,31 @@ func routeCases() []Case {
 }
 
 // ffnCases: 3 experts of 20 slots each in 70 (a padded tail), a few -1
-// tokens in perm and the token slots.
+// tokens in perm and the token slots; then sizes that divide no tile with
+// an expert that gets no rows, every row in one of two experts, a larger
+// layer, and each tile of the expert products forced. The FFN tolerances
+// (1e-5) cover sums in another order than the CPU's blocked GEMM.
 func ffnCases() []Case {
 	const T, S, E, d, H = 40, 70, 3, 16, 24
 	perm, off := Fill{"labels", T}, Fill{"ramp", 20}
-	rep := func(t ir.Type, n int) []ir.Type {
-		out := make([]ir.Type, n)
-		for i := range out {
-			out[i] = t
-		}
-		return out
-	}
-	weights := append(append(append(rep(f32(d, H), E), rep(f32(H), E)...), rep(f32(H, d), E)...), rep(f32(d), E)...)
 	var cs []Case
 	for _, act := range []string{"relu", "gelu"} {
-		a := ir.Attrs{"experts": E, "act": act}
-		cs = append(cs, Case{Name: "moe_ffn " + act, Op: "moe_ffn", Ins: append([]ir.Type{f32(T, d), i32(S), i32(E + 1)}, weights...),
-			Fill: []Fill{{"normal", 1}, perm, off}, Attrs: a, Tol: 1e-5})
-		gi := []ir.Type{f32(S, d), f32(S, d)}
-		if act != "relu" {
-			gi = append(gi, f32(S, H))
-		}
-		gi = append(append(append(gi, f32(S, H), i32(E+1)), rep(f32(d, H), E)...), rep(f32(H, d), E)...)
-		fill := make([]Fill, len(gi)-2*E)
-		for i := range fill {
-			fill[i] = Fill{"normal", 1}
-		}
-		fill[len(fill)-1] = off
-		cs = append(cs, Case{Name: "moe_ffn_grad " + act, Op: "moe_ffn_grad", Ins: gi, Fill: fill,
-			Attrs: ir.Attrs{"experts": E, "act": act, "dx": act != "relu"}, Tol: 1e-5})
+		cs = append(cs, ffnPair(act, act, T, S, E, d, H, off, act != "relu", nil, nil)...)
 	}
+	empty := func(used int) Fill { return Fill{"offsets", float64(used)} }
+	cs = append(cs, ffnPair("tanh odd sizes, an empty expert", "tanh", 61, 113, 4, 21, 37, empty(101), true, nil, nil)...)
+	cs = append(cs, ffnPair("relu odd sizes, an empty expert", "relu", 61, 113, 4, 21, 37, empty(101), true, nil, nil)...)
+	cs = append(cs, ffnPair("sigmoid one expert takes all", "sigmoid", 50, 90, 2, 24, 40, empty(87), true, nil, nil)...)
+	cs = append(cs, ffnPair("gelu 512 tokens", "gelu", 512, 1024, 4, 96, 160, empty(1000), true, nil, nil)...)
+	t := func(i int) []int {
+		return []int{128, 128, 8, 8, 8, 64, 64, 16, 4, 4, 64, 16, 16, 4, 1, 32, 32, 16, 2, 2}[5*i : 5*i+5]
+	}
+	cs = append(cs, ffnPair("gelu tiles a", "gelu", 150, 300, 3, 40, 72, empty(290), true,
+		ir.Attrs{"variant": "tiled", "tile_up": t(0), "tile_down": t(1)},
+		ir.Attrs{"variant": "tiled", "tile_dz": t(0), "tile_dx": t(1), "tile_dw1": t(2), "tile_dw2": t(3)})...)
+	cs = append(cs, ffnPair("relu tiles b", "relu", 150, 300, 3, 40, 72, empty(290), true,
+		ir.Attrs{"variant": "tiled", "tile_up": t(2), "tile_down": t(0)},
+		ir.Attrs{"variant": "tiled", "tile_dz": t(2), "tile_dx": t(0), "tile_dw1": t(0), "tile_dw2": t(1)})...)
 	slots := Fill{"labels", S}
 	cs = append(cs,
 		Case{Name: "moe_combine", Op: "moe_combine", Ins: []ir.Type{f32(S, d), i32(T, 2), f32(S)}, Fill: []Fill{{"normal", 1}, slots}},
@@ -106,4 +106,64 @@ func ffnCases() []Case {
 			Fill: []Fill{{"normal", 1}, {"normal", 1}, {"normal", 1}, perm}},
 	)
 	return cs
+}
+
+// ffnPair is a moe_ffn case and its moe_ffn_grad case: T tokens, S slots,
+// E experts of widths d and H, offsets drawn by off, dx the attribute of
+// the gradient, fwd and bwd the cuda launch choices (nil: the generator's).
+func ffnPair(name, act string, T, S, E, d, H int, off Fill, dx bool, fwd, bwd ir.Attrs) []Case {
+	rep := func(t ir.Type, n int) []ir.Type {
+		out := make([]ir.Type, n)
+		for i := range out {
+			out[i] = t
+		}
+		return out
+	}
+	weights := append(append(append(rep(f32(d, H), E), rep(f32(H), E)...), rep(f32(H, d), E)...), rep(f32(d), E)...)
+	a := ir.Attrs{"experts": E, "act": act}
+	ffn := Case{Name: "moe_ffn " + name, Op: "moe_ffn", Ins: append([]ir.Type{f32(T, d), i32(S), i32(E + 1)}, weights...),
+		Fill: []Fill{{"normal", 1}, {"labels", float64(T)}, off}, Attrs: a, Tol: 1e-5, Launch: fwd}
+	gi := []ir.Type{f32(S, d), f32(S, d)}
+	if ir.MoEFFNKeepsPre(act) {
+		gi = append(gi, f32(S, H))
+	}
+	gi = append(append(append(gi, f32(S, H), i32(E+1)), rep(f32(d, H), E)...), rep(f32(H, d), E)...)
+	fill := make([]Fill, len(gi)-2*E)
+	for i := range fill {
+		fill[i] = Fill{"normal", 1}
+	}
+	fill[len(fill)-1] = off
+	grad := Case{Name: "moe_ffn_grad " + name, Op: "moe_ffn_grad", Ins: gi, Fill: fill,
+		Attrs: ir.Attrs{"experts": E, "act": act, "dx": dx}, Tol: 1e-5, Launch: bwd}
+	return []Case{ffn, grad}
+}
+
+// fillOffsets draws Fill{"offsets", U} into the E+1 offsets v: 0 to U (the
+// slots past U are the padded tail) in random expert sizes, one expert, at
+// random, given no rows (with two experts the other takes every row). It
+// reports whether fl is such a fill.
+func fillOffsets(fl Fill, r *rand.Rand, v []int32) bool {
+	if fl.Kind != "offsets" {
+		return false
+	}
+	n, used := len(v)-1, int32(fl.Arg)
+	v[0] = 0
+	if n == 1 {
+		v[1] = used
+		return true
+	}
+	cuts := []int32{0, used} // n-1 experts with rows between n-2 random cuts
+	for range n - 2 {
+		cuts = append(cuts, int32(r.IntN(int(used)+1)))
+	}
+	slices.Sort(cuts)
+	empty, k := r.IntN(n), 0
+	for e := 0; e < n; e++ {
+		v[e+1] = v[e]
+		if e != empty {
+			v[e+1] += cuts[k+1] - cuts[k]
+			k++
+		}
+	}
+	return true
 }
