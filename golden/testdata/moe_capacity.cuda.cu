@@ -453,71 +453,9 @@ extern "C" __global__ void __launch_bounds__(256) ex_count_final(const i32* hit,
 // ---- family moe_ffn ----
 EX_DEV float ex_moe_fmul(float a, float b) { float r; asm("mul.rn.f32 %0, %1, %2;" : "=f"(r) : "f"(a), "f"(b)); return r; }
 
-// Σ_p A[s,p]·W(p,j) over p < k; W is [k,n] (TW = 0) or [n,k] (TW = 1).
-template <int TW> EX_DEV float ex_moe_dot(const float* A, const float* W, i64 s, i64 j, i64 k, i64 n) {
-  float v = 0.0f;
-  for (i64 p = 0; p < k; p++) v += A[s * k + p] * (TW ? W[j * k + p] : W[p * n + j]);
-  return v;
-}
-
-// Rows of expert e: out[s,j] for s in [off[e], off[e+1]).
-#define EX_MOE_ROWS(n) \
-  const i64 lo = (i64)off[e] * (n), hi = (i64)off[e + 1] * (n); \
-  for (i64 i = lo + ex_gtid(); i < hi; i += ex_gstride())
-
-// z = xp·W1 + b1, h = act(z) (z kept unless Z is null).
-template <int ACT> EX_DEV void ex_moe_ffn_up_t(const float* XP, const i32* off, i32 e, const float* W1, const float* B1, float* Z, float* Hh, i64 d, i64 H) {
-  EX_MOE_ROWS(H) {
-    const i64 s = i / H, j = i % H;
-    const float v = ex_moe_dot<0>(XP, W1, s, j, d, H) + B1[j];
-    if (Z) Z[i] = v;
-    Hh[i] = ex_act<ACT>(v);
-  }
-}
-
-extern "C" __global__ void __launch_bounds__(256) ex_moe_ffn_down(const float* Hh, const i32* off, i32 e, const float* W2, const float* B2, float* Y, i64 d, i64 H) {
-  EX_MOE_ROWS(d) {
-    const i64 s = i / d, j = i % d;
-    Y[i] = ex_moe_dot<0>(Hh, W2, s, j, H, d) + B2[j];
-  }
-}
-
-// dz = (dy·W2ᵀ)·act'(pre).
-template <int ACT> EX_DEV void ex_moe_ffn_dz_t(const float* DY, const float* PRE, const i32* off, i32 e, const float* W2, float* DZ, i64 d, i64 H) {
-  EX_MOE_ROWS(H) {
-    const i64 s = i / H, j = i % H;
-    DZ[i] = ex_mul_act_grad<ACT>(ex_moe_dot<1>(DY, W2, s, j, d, H), PRE[i]);
-  }
-}
-
-// dxp = dz·W1ᵀ.
-extern "C" __global__ void __launch_bounds__(256) ex_moe_ffn_dx(const float* DZ, const i32* off, i32 e, const float* W1, float* DXP, i64 d, i64 H) {
-  EX_MOE_ROWS(d) {
-    const i64 s = i / d, p = i % d;
-    DXP[i] = ex_moe_dot<1>(DZ, W1, s, p, H, d);
-  }
-}
-
-// dW[p,j] = Σ_s A[s,p]·B[s,j] and dB[j] = Σ_s B[s,j] over expert e's rows.
-extern "C" __global__ void __launch_bounds__(256) ex_moe_ffn_wgrad(const float* A, const float* B, const i32* off, i32 e, float* DW, float* DB, i64 ka, i64 kb) {
-  const i64 s0 = off[e], s1 = off[e + 1];
-  for (i64 i = ex_gtid(); i < ka * kb + kb; i += ex_gstride()) {
-    float v = 0.0f;
-    if (i < ka * kb) {
-      const i64 p = i / kb, j = i % kb;
-      for (i64 s = s0; s < s1; s++) v += A[s * ka + p] * B[s * kb + j];
-      DW[i] = v;
-    } else {
-      const i64 j = i - ka * kb;
-      for (i64 s = s0; s < s1; s++) v += B[s * kb + j];
-      DB[j] = v;
-    }
-  }
-}
-
 // Zero rows [off[E], S) of up to three [S, n_i] outputs (null: none).
 extern "C" __global__ void __launch_bounds__(256) ex_moe_ffn_tail(const i32* off, i32 E, float* A, i64 na, float* B, i64 nb, float* C, i64 nc, i64 S) {
-  const i64 s0 = off[E];
+  const i64 s0 = off[E] < 0 ? 0 : off[E];
   for (i64 i = s0 * na + ex_gtid(); A && i < S * na; i += ex_gstride()) A[i] = 0.0f;
   for (i64 i = s0 * nb + ex_gtid(); B && i < S * nb; i += ex_gstride()) B[i] = 0.0f;
   for (i64 i = s0 * nc + ex_gtid(); C && i < S * nc; i += ex_gstride()) C[i] = 0.0f;
@@ -556,6 +494,107 @@ extern "C" __global__ void __launch_bounds__(256) ex_moe_combine_grad(const floa
     if (i < d) s0 = ex_dadd(s0, ex_dmul((double)a[i], (double)b[i]));
     DW[s] = (float)ex_dadd(s0, s1);
   }
+}
+
+// ---- family moe_gemm ----
+template <int ROWS, int TB, int EPI, int ACT, int BM, int BN, int BK, int TM, int TN>
+EX_DEV void ex_moe_gemm(const float* A, const float* B, const float* E, float* C, float* C2, float* CB, const i32* off, i32 e, i32 S,
+    i32 M, i32 N, i32 K, i32 lda, i32 ldb) {
+  const i32 NT = (BM / TM) * (BN / TN);
+  const i32 tid = (i32)ex_tid_x();
+  const i32 tx = tid % (BN / TN), ty = tid / (BN / TN);
+  const i32 m0 = (i32)ex_bid_y() * BM, n0 = (i32)ex_bid_x() * BN;
+  i32 lo = off[e], hi = off[e + 1];
+  lo = lo < 0 ? 0 : (lo > S ? S : lo);
+  hi = hi < lo ? lo : (hi > S ? S : hi);
+  const i64 s0 = lo;
+  if (ROWS) {
+    M = hi - lo;
+    if (m0 >= M) return; // past this expert's rows: the whole block leaves
+    A += s0 * lda;
+    C += s0 * N;
+    if (C2) C2 += s0 * N;
+    if (EPI == 2) E += s0 * N;
+  } else {
+    K = hi - lo;
+    A += s0 * lda;
+    B += s0 * ldb;
+  }
+  __shared__ float As[BK][BM + 1];
+  __shared__ float Bs[BK][BN + 1];
+  // The bias gradient: thread tid < BN of the first row tile owns column n0 + tid.
+  const bool colsum = !ROWS && CB && m0 == 0 && tid < BN;
+  double cs = 0.0;
+  float acc[TM][TN];
+#pragma unroll
+  for (i32 r = 0; r < TM; r++)
+#pragma unroll
+    for (i32 c = 0; c < TN; c++) acc[r][c] = 0.0f;
+  for (i32 k0 = 0; k0 < K; k0 += BK) {
+    // Stage op(A)[m0:m0+BM, k0:k0+BK] as As[p][i], reading along memory
+    // (ROWS 0: op(A) = Aᵀ).
+    for (i32 idx = tid; idx < BM * BK; idx += NT) {
+      i32 i, p;
+      if (!ROWS) { p = idx / BM; i = idx % BM; } else { i = idx / BK; p = idx % BK; }
+      const i32 gi = m0 + i, gp = k0 + p;
+      float v = 0.0f;
+      if (gi < M && gp < K) v = !ROWS ? A[(i64)gp * lda + gi] : A[(i64)gi * lda + gp];
+      As[p][i] = v;
+    }
+    // Stage op(B)[k0:k0+BK, n0:n0+BN] as Bs[p][j].
+    for (i32 idx = tid; idx < BN * BK; idx += NT) {
+      i32 j, p;
+      if (TB) { j = idx / BK; p = idx % BK; } else { p = idx / BN; j = idx % BN; }
+      const i32 gj = n0 + j, gp = k0 + p;
+      float v = 0.0f;
+      if (gj < N && gp < K) v = TB ? B[(i64)gj * ldb + gp] : B[(i64)gp * ldb + gj];
+      Bs[p][j] = v;
+    }
+    ex_sync();
+    if (colsum) {
+      // k0 is a multiple of BK, itself of 4: the groups start where the CPU's do.
+      for (i32 p = 0; p < BK && k0 + p < K; p += 4) {
+        if (k0 + p + 4 <= K) {
+          cs = ex_dadd(cs, (double)((Bs[p][tid] + Bs[p + 1][tid]) + (Bs[p + 2][tid] + Bs[p + 3][tid])));
+        } else {
+          for (i32 q = p; k0 + q < K; q++) cs = ex_dadd(cs, (double)Bs[q][tid]);
+        }
+      }
+    }
+#pragma unroll
+    for (i32 p = 0; p < BK; p++) {
+      float a[TM], b[TN];
+#pragma unroll
+      for (i32 r = 0; r < TM; r++) a[r] = As[p][ty + r * (BM / TM)];
+#pragma unroll
+      for (i32 c = 0; c < TN; c++) b[c] = Bs[p][tx + c * (BN / TN)];
+#pragma unroll
+      for (i32 r = 0; r < TM; r++)
+#pragma unroll
+        for (i32 c = 0; c < TN; c++) acc[r][c] += a[r] * b[c];
+    }
+    ex_sync();
+  }
+#pragma unroll
+  for (i32 r = 0; r < TM; r++) {
+    const i32 i = m0 + ty + r * (BM / TM);
+#pragma unroll
+    for (i32 c = 0; c < TN; c++) {
+      const i32 j = n0 + tx + c * (BN / TN);
+      if (i < M && j < N) {
+        float v = acc[r][c];
+        if (EPI == 1) v += E[j];
+        if (EPI == 2) {
+          v = ex_mul_act_grad<ACT>(v, E[(i64)i * N + j]);
+        } else {
+          if (C2) C2[(i64)i * N + j] = v;
+          v = ex_act<ACT>(v);
+        }
+        C[(i64)i * N + j] = v;
+      }
+    }
+  }
+  if (colsum && n0 + tid < N) CB[n0 + tid] = (float)cs;
 }
 
 // ---- family moe_route ----
@@ -946,18 +985,35 @@ extern "C" __global__ void __launch_bounds__(256) ex_moe_aux_blocks_a4_g1(const 
   ex_moe_aux_blocks_t<ACT>(H, TAU, P, Z, T, E, lb, zl);
 }
 
-extern "C" __global__ void __launch_bounds__(256) ex_moe_ffn_dz_a1(const float* DY, const float* PRE, const i32* off, i32 e, const float* W2, float* DZ, i64 d, i64 H) {
-  ex_moe_ffn_dz_t<1>(DY, PRE, off, e, W2, DZ, d, H);
-}
-
-extern "C" __global__ void __launch_bounds__(256) ex_moe_ffn_up_a1(const float* XP, const i32* off, i32 e, const float* W1, const float* B1, float* Z, float* Hh, i64 d, i64 H) {
-  ex_moe_ffn_up_t<1>(XP, off, e, W1, B1, Z, Hh, d, H);
-}
-
 extern "C" __global__ void __launch_bounds__(256) ex_moe_gather(const float* X, const i32* idx, float* Y, i64 d, i64 T, i64 n) {
   for (i64 i = ex_gtid(); i < n; i += ex_gstride()) {
     const i32 t = idx[i / d]; Y[i] = (t >= 0 && t < T) ? X[(i64)t * d + i % d] : 0.0f;
   }
+}
+
+extern "C" __global__ void __launch_bounds__(256) ex_moe_gemm_rn_bias_a0_32x32x16_2x2(const float* A, const float* B, const float* E, float* C, float* C2, float* CB,
+    const i32* off, i32 e, i32 S, i32 M, i32 N, i32 K, i32 lda, i32 ldb) {
+  ex_moe_gemm<1, 0, 1, 0, 32, 32, 16, 2, 2>(A, B, E, C, C2, CB, off, e, S, M, N, K, lda, ldb);
+}
+
+extern "C" __global__ void __launch_bounds__(256) ex_moe_gemm_rn_bias_a1_32x32x16_2x2(const float* A, const float* B, const float* E, float* C, float* C2, float* CB,
+    const i32* off, i32 e, i32 S, i32 M, i32 N, i32 K, i32 lda, i32 ldb) {
+  ex_moe_gemm<1, 0, 1, 1, 32, 32, 16, 2, 2>(A, B, E, C, C2, CB, off, e, S, M, N, K, lda, ldb);
+}
+
+extern "C" __global__ void __launch_bounds__(256) ex_moe_gemm_rt_grad_a1_32x32x16_2x2(const float* A, const float* B, const float* E, float* C, float* C2, float* CB,
+    const i32* off, i32 e, i32 S, i32 M, i32 N, i32 K, i32 lda, i32 ldb) {
+  ex_moe_gemm<1, 1, 2, 1, 32, 32, 16, 2, 2>(A, B, E, C, C2, CB, off, e, S, M, N, K, lda, ldb);
+}
+
+extern "C" __global__ void __launch_bounds__(256) ex_moe_gemm_rt_plain_a0_32x32x16_2x2(const float* A, const float* B, const float* E, float* C, float* C2, float* CB,
+    const i32* off, i32 e, i32 S, i32 M, i32 N, i32 K, i32 lda, i32 ldb) {
+  ex_moe_gemm<1, 1, 0, 0, 32, 32, 16, 2, 2>(A, B, E, C, C2, CB, off, e, S, M, N, K, lda, ldb);
+}
+
+extern "C" __global__ void __launch_bounds__(256) ex_moe_gemm_wn_plain_a0_32x32x16_2x2(const float* A, const float* B, const float* E, float* C, float* C2, float* CB,
+    const i32* off, i32 e, i32 S, i32 M, i32 N, i32 K, i32 lda, i32 ldb) {
+  ex_moe_gemm<0, 0, 0, 0, 32, 32, 16, 2, 2>(A, B, E, C, C2, CB, off, e, S, M, N, K, lda, ldb);
 }
 
 extern "C" __global__ void __launch_bounds__(256) ex_moe_grad_a4_g1(const float* DG, const float* DW, const i32* TS, const float* DAUX, const float* H, const float* TAU, i32* sel, const i32* cnt, float* DH, i64 T, i64 E, i64 K, i32 gate, double lb, double zl) {
@@ -1032,14 +1088,14 @@ extern "C" __global__ void __launch_bounds__(256) ex_xent_rows_loss(const float*
 //   k3   moe_route          ex_moe_aux_blocks_a4_g1<<<(1,1,1), (256,1,1)>>>(b51, b0, scratch+3584, scratch+3840, 128, 4, 0.01, 0.001)
 //   k3   moe_route          ex_moe_aux_final<<<(1,1,1), (1,1,1)>>>(scratch+3584, scratch+3840, scratch+1280, b58, 128, 4, 2, 0.01, 0.001)
 //   k4   moe_ffn            ex_moe_gather<<<(64,1,1), (256,1,1)>>>(b50, b52, b59, 64, 128, 16384)
-//   k4   moe_ffn            ex_moe_ffn_up_a1<<<(128,1,1), (256,1,1)>>>(b59, b53, 0, b5, b6, 0, b60, 64, 128)
-//   k4   moe_ffn            ex_moe_ffn_down<<<(64,1,1), (256,1,1)>>>(b60, b53, 0, b7, b8, b61, 64, 128)
-//   k4   moe_ffn            ex_moe_ffn_up_a1<<<(128,1,1), (256,1,1)>>>(b59, b53, 1, b9, b10, 0, b60, 64, 128)
-//   k4   moe_ffn            ex_moe_ffn_down<<<(64,1,1), (256,1,1)>>>(b60, b53, 1, b11, b12, b61, 64, 128)
-//   k4   moe_ffn            ex_moe_ffn_up_a1<<<(128,1,1), (256,1,1)>>>(b59, b53, 2, b13, b14, 0, b60, 64, 128)
-//   k4   moe_ffn            ex_moe_ffn_down<<<(64,1,1), (256,1,1)>>>(b60, b53, 2, b15, b16, b61, 64, 128)
-//   k4   moe_ffn            ex_moe_ffn_up_a1<<<(128,1,1), (256,1,1)>>>(b59, b53, 3, b17, b18, 0, b60, 64, 128)
-//   k4   moe_ffn            ex_moe_ffn_down<<<(64,1,1), (256,1,1)>>>(b60, b53, 3, b19, b20, b61, 64, 128)
+//   k4   moe_ffn            ex_moe_gemm_rn_bias_a1_32x32x16_2x2<<<(4,8,1), (256,1,1)>>>(b59, b5, b6, b60, 0, 0, b53, 0, 256, 0, 128, 64, 64, 128)
+//   k4   moe_ffn            ex_moe_gemm_rn_bias_a0_32x32x16_2x2<<<(2,8,1), (256,1,1)>>>(b60, b7, b8, b61, 0, 0, b53, 0, 256, 0, 64, 128, 128, 64)
+//   k4   moe_ffn            ex_moe_gemm_rn_bias_a1_32x32x16_2x2<<<(4,8,1), (256,1,1)>>>(b59, b9, b10, b60, 0, 0, b53, 1, 256, 0, 128, 64, 64, 128)
+//   k4   moe_ffn            ex_moe_gemm_rn_bias_a0_32x32x16_2x2<<<(2,8,1), (256,1,1)>>>(b60, b11, b12, b61, 0, 0, b53, 1, 256, 0, 64, 128, 128, 64)
+//   k4   moe_ffn            ex_moe_gemm_rn_bias_a1_32x32x16_2x2<<<(4,8,1), (256,1,1)>>>(b59, b13, b14, b60, 0, 0, b53, 2, 256, 0, 128, 64, 64, 128)
+//   k4   moe_ffn            ex_moe_gemm_rn_bias_a0_32x32x16_2x2<<<(2,8,1), (256,1,1)>>>(b60, b15, b16, b61, 0, 0, b53, 2, 256, 0, 64, 128, 128, 64)
+//   k4   moe_ffn            ex_moe_gemm_rn_bias_a1_32x32x16_2x2<<<(4,8,1), (256,1,1)>>>(b59, b17, b18, b60, 0, 0, b53, 3, 256, 0, 128, 64, 64, 128)
+//   k4   moe_ffn            ex_moe_gemm_rn_bias_a0_32x32x16_2x2<<<(2,8,1), (256,1,1)>>>(b60, b19, b20, b61, 0, 0, b53, 3, 256, 0, 64, 128, 128, 64)
 //   k4   moe_ffn            ex_moe_ffn_tail<<<(128,1,1), (256,1,1)>>>(b53, 4, 0, 128, b60, 128, b61, 64, 256)
 //   k5   moe_combine        ex_moe_combine<<<(32,1,1), (256,1,1)>>>(b61, b55, b54, b62, 128, 2, 256, 64)
 //   k6   matmul_bias_act    ex_gemm_nn_bias_none_64x16x16_4x1<<<(1,2,1), (256,1,1)>>>(b62, b21, b22, b63, 128, 6, 64, 64, 6)
@@ -1054,22 +1110,22 @@ extern "C" __global__ void __launch_bounds__(256) ex_xent_rows_loss(const float*
 //   k12  matmul             ex_gemm_nt_plain_none_32x32x16_2x2<<<(2,4,1), (256,1,1)>>>(b67, b21, b69, b69, 128, 64, 6, 6, 6)
 //   k13  matmul             ex_gemm_tn_plain_none_64x16x16_4x1<<<(1,1,1), (256,1,1)>>>(b62, b67, b70, b70, 64, 6, 128, 64, 6)
 //   k14  moe_combine_grad   ex_moe_combine_grad<<<(64,1,1), (256,1,1)>>>(b69, b61, b54, b52, b71, b72, 128, 256, 64)
-//   k15  moe_ffn_grad       ex_moe_ffn_dz_a1<<<(128,1,1), (256,1,1)>>>(b71, b60, b53, 0, b7, b74, 64, 128)
-//   k15  moe_ffn_grad       ex_moe_ffn_dx<<<(64,1,1), (256,1,1)>>>(b74, b53, 0, b5, b73, 64, 128)
-//   k15  moe_ffn_grad       ex_moe_ffn_wgrad<<<(33,1,1), (256,1,1)>>>(b60, b71, b53, 0, b83, b87, 128, 64)
-//   k15  moe_ffn_grad       ex_moe_ffn_wgrad<<<(33,1,1), (256,1,1)>>>(b59, b74, b53, 0, b75, b79, 64, 128)
-//   k15  moe_ffn_grad       ex_moe_ffn_dz_a1<<<(128,1,1), (256,1,1)>>>(b71, b60, b53, 1, b11, b74, 64, 128)
-//   k15  moe_ffn_grad       ex_moe_ffn_dx<<<(64,1,1), (256,1,1)>>>(b74, b53, 1, b9, b73, 64, 128)
-//   k15  moe_ffn_grad       ex_moe_ffn_wgrad<<<(33,1,1), (256,1,1)>>>(b60, b71, b53, 1, b84, b88, 128, 64)
-//   k15  moe_ffn_grad       ex_moe_ffn_wgrad<<<(33,1,1), (256,1,1)>>>(b59, b74, b53, 1, b76, b80, 64, 128)
-//   k15  moe_ffn_grad       ex_moe_ffn_dz_a1<<<(128,1,1), (256,1,1)>>>(b71, b60, b53, 2, b15, b74, 64, 128)
-//   k15  moe_ffn_grad       ex_moe_ffn_dx<<<(64,1,1), (256,1,1)>>>(b74, b53, 2, b13, b73, 64, 128)
-//   k15  moe_ffn_grad       ex_moe_ffn_wgrad<<<(33,1,1), (256,1,1)>>>(b60, b71, b53, 2, b85, b89, 128, 64)
-//   k15  moe_ffn_grad       ex_moe_ffn_wgrad<<<(33,1,1), (256,1,1)>>>(b59, b74, b53, 2, b77, b81, 64, 128)
-//   k15  moe_ffn_grad       ex_moe_ffn_dz_a1<<<(128,1,1), (256,1,1)>>>(b71, b60, b53, 3, b19, b74, 64, 128)
-//   k15  moe_ffn_grad       ex_moe_ffn_dx<<<(64,1,1), (256,1,1)>>>(b74, b53, 3, b17, b73, 64, 128)
-//   k15  moe_ffn_grad       ex_moe_ffn_wgrad<<<(33,1,1), (256,1,1)>>>(b60, b71, b53, 3, b86, b90, 128, 64)
-//   k15  moe_ffn_grad       ex_moe_ffn_wgrad<<<(33,1,1), (256,1,1)>>>(b59, b74, b53, 3, b78, b82, 64, 128)
+//   k15  moe_ffn_grad       ex_moe_gemm_rt_grad_a1_32x32x16_2x2<<<(4,8,1), (256,1,1)>>>(b71, b7, b60, b74, 0, 0, b53, 0, 256, 0, 128, 64, 64, 64)
+//   k15  moe_ffn_grad       ex_moe_gemm_rt_plain_a0_32x32x16_2x2<<<(2,8,1), (256,1,1)>>>(b74, b5, 0, b73, 0, 0, b53, 0, 256, 0, 64, 128, 128, 128)
+//   k15  moe_ffn_grad       ex_moe_gemm_wn_plain_a0_32x32x16_2x2<<<(2,4,1), (256,1,1)>>>(b60, b71, 0, b83, 0, b87, b53, 0, 256, 128, 64, 0, 128, 64)
+//   k15  moe_ffn_grad       ex_moe_gemm_wn_plain_a0_32x32x16_2x2<<<(4,2,1), (256,1,1)>>>(b59, b74, 0, b75, 0, b79, b53, 0, 256, 64, 128, 0, 64, 128)
+//   k15  moe_ffn_grad       ex_moe_gemm_rt_grad_a1_32x32x16_2x2<<<(4,8,1), (256,1,1)>>>(b71, b11, b60, b74, 0, 0, b53, 1, 256, 0, 128, 64, 64, 64)
+//   k15  moe_ffn_grad       ex_moe_gemm_rt_plain_a0_32x32x16_2x2<<<(2,8,1), (256,1,1)>>>(b74, b9, 0, b73, 0, 0, b53, 1, 256, 0, 64, 128, 128, 128)
+//   k15  moe_ffn_grad       ex_moe_gemm_wn_plain_a0_32x32x16_2x2<<<(2,4,1), (256,1,1)>>>(b60, b71, 0, b84, 0, b88, b53, 1, 256, 128, 64, 0, 128, 64)
+//   k15  moe_ffn_grad       ex_moe_gemm_wn_plain_a0_32x32x16_2x2<<<(4,2,1), (256,1,1)>>>(b59, b74, 0, b76, 0, b80, b53, 1, 256, 64, 128, 0, 64, 128)
+//   k15  moe_ffn_grad       ex_moe_gemm_rt_grad_a1_32x32x16_2x2<<<(4,8,1), (256,1,1)>>>(b71, b15, b60, b74, 0, 0, b53, 2, 256, 0, 128, 64, 64, 64)
+//   k15  moe_ffn_grad       ex_moe_gemm_rt_plain_a0_32x32x16_2x2<<<(2,8,1), (256,1,1)>>>(b74, b13, 0, b73, 0, 0, b53, 2, 256, 0, 64, 128, 128, 128)
+//   k15  moe_ffn_grad       ex_moe_gemm_wn_plain_a0_32x32x16_2x2<<<(2,4,1), (256,1,1)>>>(b60, b71, 0, b85, 0, b89, b53, 2, 256, 128, 64, 0, 128, 64)
+//   k15  moe_ffn_grad       ex_moe_gemm_wn_plain_a0_32x32x16_2x2<<<(4,2,1), (256,1,1)>>>(b59, b74, 0, b77, 0, b81, b53, 2, 256, 64, 128, 0, 64, 128)
+//   k15  moe_ffn_grad       ex_moe_gemm_rt_grad_a1_32x32x16_2x2<<<(4,8,1), (256,1,1)>>>(b71, b19, b60, b74, 0, 0, b53, 3, 256, 0, 128, 64, 64, 64)
+//   k15  moe_ffn_grad       ex_moe_gemm_rt_plain_a0_32x32x16_2x2<<<(2,8,1), (256,1,1)>>>(b74, b17, 0, b73, 0, 0, b53, 3, 256, 0, 64, 128, 128, 128)
+//   k15  moe_ffn_grad       ex_moe_gemm_wn_plain_a0_32x32x16_2x2<<<(2,4,1), (256,1,1)>>>(b60, b71, 0, b86, 0, b90, b53, 3, 256, 128, 64, 0, 128, 64)
+//   k15  moe_ffn_grad       ex_moe_gemm_wn_plain_a0_32x32x16_2x2<<<(4,2,1), (256,1,1)>>>(b59, b74, 0, b78, 0, b82, b53, 3, 256, 64, 128, 0, 64, 128)
 //   k15  moe_ffn_grad       ex_moe_ffn_tail<<<(128,1,1), (256,1,1)>>>(b53, 4, b74, 128, b73, 64, 0, 0, 256)
 //   k16  moe_combine        ex_moe_combine<<<(32,1,1), (256,1,1)>>>(b73, b55, 0, b91, 128, 2, 256, 64)
 //   k17  moe_route_grad     ex_moe_select_a4_g1<<<(1,1,1), (256,1,1)>>>(b51, scratch+256, 128, 4, 2)
@@ -1113,14 +1169,14 @@ extern "C" __global__ void __launch_bounds__(256) ex_xent_rows_loss(const float*
 //   k2   moe_route          ex_moe_route_assign<<<(1,1,1), (256,1,1)>>>(scratch+256, scratch+1536, scratch+1280, scratch+2560, b103, b104, b105, b106, b107, b108, 128, 4, 2, 80, 256)
 //   k2   moe_route          ex_moe_aux_final<<<(1,1,1), (1,1,1)>>>(scratch+3584, scratch+3840, scratch+1280, b109, 128, 4, 2, 0, 0)
 //   k3   moe_ffn            ex_moe_gather<<<(64,1,1), (256,1,1)>>>(b101, b103, b110, 64, 128, 16384)
-//   k3   moe_ffn            ex_moe_ffn_up_a1<<<(128,1,1), (256,1,1)>>>(b110, b104, 0, b5, b6, 0, b111, 64, 128)
-//   k3   moe_ffn            ex_moe_ffn_down<<<(64,1,1), (256,1,1)>>>(b111, b104, 0, b7, b8, b112, 64, 128)
-//   k3   moe_ffn            ex_moe_ffn_up_a1<<<(128,1,1), (256,1,1)>>>(b110, b104, 1, b9, b10, 0, b111, 64, 128)
-//   k3   moe_ffn            ex_moe_ffn_down<<<(64,1,1), (256,1,1)>>>(b111, b104, 1, b11, b12, b112, 64, 128)
-//   k3   moe_ffn            ex_moe_ffn_up_a1<<<(128,1,1), (256,1,1)>>>(b110, b104, 2, b13, b14, 0, b111, 64, 128)
-//   k3   moe_ffn            ex_moe_ffn_down<<<(64,1,1), (256,1,1)>>>(b111, b104, 2, b15, b16, b112, 64, 128)
-//   k3   moe_ffn            ex_moe_ffn_up_a1<<<(128,1,1), (256,1,1)>>>(b110, b104, 3, b17, b18, 0, b111, 64, 128)
-//   k3   moe_ffn            ex_moe_ffn_down<<<(64,1,1), (256,1,1)>>>(b111, b104, 3, b19, b20, b112, 64, 128)
+//   k3   moe_ffn            ex_moe_gemm_rn_bias_a1_32x32x16_2x2<<<(4,8,1), (256,1,1)>>>(b110, b5, b6, b111, 0, 0, b104, 0, 256, 0, 128, 64, 64, 128)
+//   k3   moe_ffn            ex_moe_gemm_rn_bias_a0_32x32x16_2x2<<<(2,8,1), (256,1,1)>>>(b111, b7, b8, b112, 0, 0, b104, 0, 256, 0, 64, 128, 128, 64)
+//   k3   moe_ffn            ex_moe_gemm_rn_bias_a1_32x32x16_2x2<<<(4,8,1), (256,1,1)>>>(b110, b9, b10, b111, 0, 0, b104, 1, 256, 0, 128, 64, 64, 128)
+//   k3   moe_ffn            ex_moe_gemm_rn_bias_a0_32x32x16_2x2<<<(2,8,1), (256,1,1)>>>(b111, b11, b12, b112, 0, 0, b104, 1, 256, 0, 64, 128, 128, 64)
+//   k3   moe_ffn            ex_moe_gemm_rn_bias_a1_32x32x16_2x2<<<(4,8,1), (256,1,1)>>>(b110, b13, b14, b111, 0, 0, b104, 2, 256, 0, 128, 64, 64, 128)
+//   k3   moe_ffn            ex_moe_gemm_rn_bias_a0_32x32x16_2x2<<<(2,8,1), (256,1,1)>>>(b111, b15, b16, b112, 0, 0, b104, 2, 256, 0, 64, 128, 128, 64)
+//   k3   moe_ffn            ex_moe_gemm_rn_bias_a1_32x32x16_2x2<<<(4,8,1), (256,1,1)>>>(b110, b17, b18, b111, 0, 0, b104, 3, 256, 0, 128, 64, 64, 128)
+//   k3   moe_ffn            ex_moe_gemm_rn_bias_a0_32x32x16_2x2<<<(2,8,1), (256,1,1)>>>(b111, b19, b20, b112, 0, 0, b104, 3, 256, 0, 64, 128, 128, 64)
 //   k3   moe_ffn            ex_moe_ffn_tail<<<(128,1,1), (256,1,1)>>>(b104, 4, 0, 128, b111, 128, b112, 64, 256)
 //   k4   moe_combine        ex_moe_combine<<<(32,1,1), (256,1,1)>>>(b112, b106, b105, b113, 128, 2, 256, 64)
 //   k5   matmul_bias_act    ex_gemm_nn_bias_none_64x16x16_4x1<<<(1,2,1), (256,1,1)>>>(b113, b21, b22, b114, 128, 6, 64, 64, 6)

@@ -440,71 +440,9 @@ extern "C" __global__ void __launch_bounds__(256) ex_count_final(const i32* hit,
 // ---- family moe_ffn ----
 EX_DEV float ex_moe_fmul(float a, float b) { float r; asm("mul.rn.f32 %0, %1, %2;" : "=f"(r) : "f"(a), "f"(b)); return r; }
 
-// Σ_p A[s,p]·W(p,j) over p < k; W is [k,n] (TW = 0) or [n,k] (TW = 1).
-template <int TW> EX_DEV float ex_moe_dot(const float* A, const float* W, i64 s, i64 j, i64 k, i64 n) {
-  float v = 0.0f;
-  for (i64 p = 0; p < k; p++) v += A[s * k + p] * (TW ? W[j * k + p] : W[p * n + j]);
-  return v;
-}
-
-// Rows of expert e: out[s,j] for s in [off[e], off[e+1]).
-#define EX_MOE_ROWS(n) \
-  const i64 lo = (i64)off[e] * (n), hi = (i64)off[e + 1] * (n); \
-  for (i64 i = lo + ex_gtid(); i < hi; i += ex_gstride())
-
-// z = xp·W1 + b1, h = act(z) (z kept unless Z is null).
-template <int ACT> EX_DEV void ex_moe_ffn_up_t(const float* XP, const i32* off, i32 e, const float* W1, const float* B1, float* Z, float* Hh, i64 d, i64 H) {
-  EX_MOE_ROWS(H) {
-    const i64 s = i / H, j = i % H;
-    const float v = ex_moe_dot<0>(XP, W1, s, j, d, H) + B1[j];
-    if (Z) Z[i] = v;
-    Hh[i] = ex_act<ACT>(v);
-  }
-}
-
-extern "C" __global__ void __launch_bounds__(256) ex_moe_ffn_down(const float* Hh, const i32* off, i32 e, const float* W2, const float* B2, float* Y, i64 d, i64 H) {
-  EX_MOE_ROWS(d) {
-    const i64 s = i / d, j = i % d;
-    Y[i] = ex_moe_dot<0>(Hh, W2, s, j, H, d) + B2[j];
-  }
-}
-
-// dz = (dy·W2ᵀ)·act'(pre).
-template <int ACT> EX_DEV void ex_moe_ffn_dz_t(const float* DY, const float* PRE, const i32* off, i32 e, const float* W2, float* DZ, i64 d, i64 H) {
-  EX_MOE_ROWS(H) {
-    const i64 s = i / H, j = i % H;
-    DZ[i] = ex_mul_act_grad<ACT>(ex_moe_dot<1>(DY, W2, s, j, d, H), PRE[i]);
-  }
-}
-
-// dxp = dz·W1ᵀ.
-extern "C" __global__ void __launch_bounds__(256) ex_moe_ffn_dx(const float* DZ, const i32* off, i32 e, const float* W1, float* DXP, i64 d, i64 H) {
-  EX_MOE_ROWS(d) {
-    const i64 s = i / d, p = i % d;
-    DXP[i] = ex_moe_dot<1>(DZ, W1, s, p, H, d);
-  }
-}
-
-// dW[p,j] = Σ_s A[s,p]·B[s,j] and dB[j] = Σ_s B[s,j] over expert e's rows.
-extern "C" __global__ void __launch_bounds__(256) ex_moe_ffn_wgrad(const float* A, const float* B, const i32* off, i32 e, float* DW, float* DB, i64 ka, i64 kb) {
-  const i64 s0 = off[e], s1 = off[e + 1];
-  for (i64 i = ex_gtid(); i < ka * kb + kb; i += ex_gstride()) {
-    float v = 0.0f;
-    if (i < ka * kb) {
-      const i64 p = i / kb, j = i % kb;
-      for (i64 s = s0; s < s1; s++) v += A[s * ka + p] * B[s * kb + j];
-      DW[i] = v;
-    } else {
-      const i64 j = i - ka * kb;
-      for (i64 s = s0; s < s1; s++) v += B[s * kb + j];
-      DB[j] = v;
-    }
-  }
-}
-
 // Zero rows [off[E], S) of up to three [S, n_i] outputs (null: none).
 extern "C" __global__ void __launch_bounds__(256) ex_moe_ffn_tail(const i32* off, i32 E, float* A, i64 na, float* B, i64 nb, float* C, i64 nc, i64 S) {
-  const i64 s0 = off[E];
+  const i64 s0 = off[E] < 0 ? 0 : off[E];
   for (i64 i = s0 * na + ex_gtid(); A && i < S * na; i += ex_gstride()) A[i] = 0.0f;
   for (i64 i = s0 * nb + ex_gtid(); B && i < S * nb; i += ex_gstride()) B[i] = 0.0f;
   for (i64 i = s0 * nc + ex_gtid(); C && i < S * nc; i += ex_gstride()) C[i] = 0.0f;
@@ -543,6 +481,107 @@ extern "C" __global__ void __launch_bounds__(256) ex_moe_combine_grad(const floa
     if (i < d) s0 = ex_dadd(s0, ex_dmul((double)a[i], (double)b[i]));
     DW[s] = (float)ex_dadd(s0, s1);
   }
+}
+
+// ---- family moe_gemm ----
+template <int ROWS, int TB, int EPI, int ACT, int BM, int BN, int BK, int TM, int TN>
+EX_DEV void ex_moe_gemm(const float* A, const float* B, const float* E, float* C, float* C2, float* CB, const i32* off, i32 e, i32 S,
+    i32 M, i32 N, i32 K, i32 lda, i32 ldb) {
+  const i32 NT = (BM / TM) * (BN / TN);
+  const i32 tid = (i32)ex_tid_x();
+  const i32 tx = tid % (BN / TN), ty = tid / (BN / TN);
+  const i32 m0 = (i32)ex_bid_y() * BM, n0 = (i32)ex_bid_x() * BN;
+  i32 lo = off[e], hi = off[e + 1];
+  lo = lo < 0 ? 0 : (lo > S ? S : lo);
+  hi = hi < lo ? lo : (hi > S ? S : hi);
+  const i64 s0 = lo;
+  if (ROWS) {
+    M = hi - lo;
+    if (m0 >= M) return; // past this expert's rows: the whole block leaves
+    A += s0 * lda;
+    C += s0 * N;
+    if (C2) C2 += s0 * N;
+    if (EPI == 2) E += s0 * N;
+  } else {
+    K = hi - lo;
+    A += s0 * lda;
+    B += s0 * ldb;
+  }
+  __shared__ float As[BK][BM + 1];
+  __shared__ float Bs[BK][BN + 1];
+  // The bias gradient: thread tid < BN of the first row tile owns column n0 + tid.
+  const bool colsum = !ROWS && CB && m0 == 0 && tid < BN;
+  double cs = 0.0;
+  float acc[TM][TN];
+#pragma unroll
+  for (i32 r = 0; r < TM; r++)
+#pragma unroll
+    for (i32 c = 0; c < TN; c++) acc[r][c] = 0.0f;
+  for (i32 k0 = 0; k0 < K; k0 += BK) {
+    // Stage op(A)[m0:m0+BM, k0:k0+BK] as As[p][i], reading along memory
+    // (ROWS 0: op(A) = Aᵀ).
+    for (i32 idx = tid; idx < BM * BK; idx += NT) {
+      i32 i, p;
+      if (!ROWS) { p = idx / BM; i = idx % BM; } else { i = idx / BK; p = idx % BK; }
+      const i32 gi = m0 + i, gp = k0 + p;
+      float v = 0.0f;
+      if (gi < M && gp < K) v = !ROWS ? A[(i64)gp * lda + gi] : A[(i64)gi * lda + gp];
+      As[p][i] = v;
+    }
+    // Stage op(B)[k0:k0+BK, n0:n0+BN] as Bs[p][j].
+    for (i32 idx = tid; idx < BN * BK; idx += NT) {
+      i32 j, p;
+      if (TB) { j = idx / BK; p = idx % BK; } else { p = idx / BN; j = idx % BN; }
+      const i32 gj = n0 + j, gp = k0 + p;
+      float v = 0.0f;
+      if (gj < N && gp < K) v = TB ? B[(i64)gj * ldb + gp] : B[(i64)gp * ldb + gj];
+      Bs[p][j] = v;
+    }
+    ex_sync();
+    if (colsum) {
+      // k0 is a multiple of BK, itself of 4: the groups start where the CPU's do.
+      for (i32 p = 0; p < BK && k0 + p < K; p += 4) {
+        if (k0 + p + 4 <= K) {
+          cs = ex_dadd(cs, (double)((Bs[p][tid] + Bs[p + 1][tid]) + (Bs[p + 2][tid] + Bs[p + 3][tid])));
+        } else {
+          for (i32 q = p; k0 + q < K; q++) cs = ex_dadd(cs, (double)Bs[q][tid]);
+        }
+      }
+    }
+#pragma unroll
+    for (i32 p = 0; p < BK; p++) {
+      float a[TM], b[TN];
+#pragma unroll
+      for (i32 r = 0; r < TM; r++) a[r] = As[p][ty + r * (BM / TM)];
+#pragma unroll
+      for (i32 c = 0; c < TN; c++) b[c] = Bs[p][tx + c * (BN / TN)];
+#pragma unroll
+      for (i32 r = 0; r < TM; r++)
+#pragma unroll
+        for (i32 c = 0; c < TN; c++) acc[r][c] += a[r] * b[c];
+    }
+    ex_sync();
+  }
+#pragma unroll
+  for (i32 r = 0; r < TM; r++) {
+    const i32 i = m0 + ty + r * (BM / TM);
+#pragma unroll
+    for (i32 c = 0; c < TN; c++) {
+      const i32 j = n0 + tx + c * (BN / TN);
+      if (i < M && j < N) {
+        float v = acc[r][c];
+        if (EPI == 1) v += E[j];
+        if (EPI == 2) {
+          v = ex_mul_act_grad<ACT>(v, E[(i64)i * N + j]);
+        } else {
+          if (C2) C2[(i64)i * N + j] = v;
+          v = ex_act<ACT>(v);
+        }
+        C[(i64)i * N + j] = v;
+      }
+    }
+  }
+  if (colsum && n0 + tid < N) CB[n0 + tid] = (float)cs;
 }
 
 // ---- family moe_route ----
@@ -933,18 +972,35 @@ extern "C" __global__ void __launch_bounds__(256) ex_moe_aux_blocks_a0_g0(const 
   ex_moe_aux_blocks_t<ACT>(H, TAU, P, Z, T, E, lb, zl);
 }
 
-extern "C" __global__ void __launch_bounds__(256) ex_moe_ffn_dz_a1(const float* DY, const float* PRE, const i32* off, i32 e, const float* W2, float* DZ, i64 d, i64 H) {
-  ex_moe_ffn_dz_t<1>(DY, PRE, off, e, W2, DZ, d, H);
-}
-
-extern "C" __global__ void __launch_bounds__(256) ex_moe_ffn_up_a1(const float* XP, const i32* off, i32 e, const float* W1, const float* B1, float* Z, float* Hh, i64 d, i64 H) {
-  ex_moe_ffn_up_t<1>(XP, off, e, W1, B1, Z, Hh, d, H);
-}
-
 extern "C" __global__ void __launch_bounds__(256) ex_moe_gather(const float* X, const i32* idx, float* Y, i64 d, i64 T, i64 n) {
   for (i64 i = ex_gtid(); i < n; i += ex_gstride()) {
     const i32 t = idx[i / d]; Y[i] = (t >= 0 && t < T) ? X[(i64)t * d + i % d] : 0.0f;
   }
+}
+
+extern "C" __global__ void __launch_bounds__(256) ex_moe_gemm_rn_bias_a0_32x32x16_2x2(const float* A, const float* B, const float* E, float* C, float* C2, float* CB,
+    const i32* off, i32 e, i32 S, i32 M, i32 N, i32 K, i32 lda, i32 ldb) {
+  ex_moe_gemm<1, 0, 1, 0, 32, 32, 16, 2, 2>(A, B, E, C, C2, CB, off, e, S, M, N, K, lda, ldb);
+}
+
+extern "C" __global__ void __launch_bounds__(256) ex_moe_gemm_rn_bias_a1_32x32x16_2x2(const float* A, const float* B, const float* E, float* C, float* C2, float* CB,
+    const i32* off, i32 e, i32 S, i32 M, i32 N, i32 K, i32 lda, i32 ldb) {
+  ex_moe_gemm<1, 0, 1, 1, 32, 32, 16, 2, 2>(A, B, E, C, C2, CB, off, e, S, M, N, K, lda, ldb);
+}
+
+extern "C" __global__ void __launch_bounds__(256) ex_moe_gemm_rt_grad_a1_32x32x16_2x2(const float* A, const float* B, const float* E, float* C, float* C2, float* CB,
+    const i32* off, i32 e, i32 S, i32 M, i32 N, i32 K, i32 lda, i32 ldb) {
+  ex_moe_gemm<1, 1, 2, 1, 32, 32, 16, 2, 2>(A, B, E, C, C2, CB, off, e, S, M, N, K, lda, ldb);
+}
+
+extern "C" __global__ void __launch_bounds__(256) ex_moe_gemm_rt_plain_a0_32x32x16_2x2(const float* A, const float* B, const float* E, float* C, float* C2, float* CB,
+    const i32* off, i32 e, i32 S, i32 M, i32 N, i32 K, i32 lda, i32 ldb) {
+  ex_moe_gemm<1, 1, 0, 0, 32, 32, 16, 2, 2>(A, B, E, C, C2, CB, off, e, S, M, N, K, lda, ldb);
+}
+
+extern "C" __global__ void __launch_bounds__(256) ex_moe_gemm_wn_plain_a0_32x32x16_2x2(const float* A, const float* B, const float* E, float* C, float* C2, float* CB,
+    const i32* off, i32 e, i32 S, i32 M, i32 N, i32 K, i32 lda, i32 ldb) {
+  ex_moe_gemm<0, 0, 0, 0, 32, 32, 16, 2, 2>(A, B, E, C, C2, CB, off, e, S, M, N, K, lda, ldb);
 }
 
 extern "C" __global__ void __launch_bounds__(256) ex_moe_grad_a0_g0(const float* DG, const float* DW, const i32* TS, const float* DAUX, const float* H, const float* TAU, i32* sel, const i32* cnt, float* DH, i64 T, i64 E, i64 K, i32 gate, double lb, double zl) {
@@ -1031,22 +1087,22 @@ extern "C" __global__ void __launch_bounds__(256) ex_xent_rows_loss(const float*
 //   k3   moe_route          ex_moe_aux_blocks_a0_g0<<<(1,1,1), (256,1,1)>>>(b121, b119, scratch+6656, scratch+6912, 256, 8, 0.01, 0.001)
 //   k3   moe_route          ex_moe_aux_final<<<(1,1,1), (1,1,1)>>>(scratch+6656, scratch+6912, scratch+2304, b128, 256, 8, 2, 0.01, 0.001)
 //   k4   moe_ffn            ex_moe_gather<<<(512,1,1), (256,1,1)>>>(b120, b122, b129, 256, 256, 131072)
-//   k4   moe_ffn            ex_moe_ffn_up_a1<<<(1024,1,1), (256,1,1)>>>(b129, b123, 0, b4, b5, 0, b130, 256, 512)
-//   k4   moe_ffn            ex_moe_ffn_down<<<(512,1,1), (256,1,1)>>>(b130, b123, 0, b6, b7, b131, 256, 512)
-//   k4   moe_ffn            ex_moe_ffn_up_a1<<<(1024,1,1), (256,1,1)>>>(b129, b123, 1, b8, b9, 0, b130, 256, 512)
-//   k4   moe_ffn            ex_moe_ffn_down<<<(512,1,1), (256,1,1)>>>(b130, b123, 1, b10, b11, b131, 256, 512)
-//   k4   moe_ffn            ex_moe_ffn_up_a1<<<(1024,1,1), (256,1,1)>>>(b129, b123, 2, b12, b13, 0, b130, 256, 512)
-//   k4   moe_ffn            ex_moe_ffn_down<<<(512,1,1), (256,1,1)>>>(b130, b123, 2, b14, b15, b131, 256, 512)
-//   k4   moe_ffn            ex_moe_ffn_up_a1<<<(1024,1,1), (256,1,1)>>>(b129, b123, 3, b16, b17, 0, b130, 256, 512)
-//   k4   moe_ffn            ex_moe_ffn_down<<<(512,1,1), (256,1,1)>>>(b130, b123, 3, b18, b19, b131, 256, 512)
-//   k4   moe_ffn            ex_moe_ffn_up_a1<<<(1024,1,1), (256,1,1)>>>(b129, b123, 4, b20, b21, 0, b130, 256, 512)
-//   k4   moe_ffn            ex_moe_ffn_down<<<(512,1,1), (256,1,1)>>>(b130, b123, 4, b22, b23, b131, 256, 512)
-//   k4   moe_ffn            ex_moe_ffn_up_a1<<<(1024,1,1), (256,1,1)>>>(b129, b123, 5, b24, b25, 0, b130, 256, 512)
-//   k4   moe_ffn            ex_moe_ffn_down<<<(512,1,1), (256,1,1)>>>(b130, b123, 5, b26, b27, b131, 256, 512)
-//   k4   moe_ffn            ex_moe_ffn_up_a1<<<(1024,1,1), (256,1,1)>>>(b129, b123, 6, b28, b29, 0, b130, 256, 512)
-//   k4   moe_ffn            ex_moe_ffn_down<<<(512,1,1), (256,1,1)>>>(b130, b123, 6, b30, b31, b131, 256, 512)
-//   k4   moe_ffn            ex_moe_ffn_up_a1<<<(1024,1,1), (256,1,1)>>>(b129, b123, 7, b32, b33, 0, b130, 256, 512)
-//   k4   moe_ffn            ex_moe_ffn_down<<<(512,1,1), (256,1,1)>>>(b130, b123, 7, b34, b35, b131, 256, 512)
+//   k4   moe_ffn            ex_moe_gemm_rn_bias_a1_32x32x16_2x2<<<(16,16,1), (256,1,1)>>>(b129, b4, b5, b130, 0, 0, b123, 0, 512, 0, 512, 256, 256, 512)
+//   k4   moe_ffn            ex_moe_gemm_rn_bias_a0_32x32x16_2x2<<<(8,16,1), (256,1,1)>>>(b130, b6, b7, b131, 0, 0, b123, 0, 512, 0, 256, 512, 512, 256)
+//   k4   moe_ffn            ex_moe_gemm_rn_bias_a1_32x32x16_2x2<<<(16,16,1), (256,1,1)>>>(b129, b8, b9, b130, 0, 0, b123, 1, 512, 0, 512, 256, 256, 512)
+//   k4   moe_ffn            ex_moe_gemm_rn_bias_a0_32x32x16_2x2<<<(8,16,1), (256,1,1)>>>(b130, b10, b11, b131, 0, 0, b123, 1, 512, 0, 256, 512, 512, 256)
+//   k4   moe_ffn            ex_moe_gemm_rn_bias_a1_32x32x16_2x2<<<(16,16,1), (256,1,1)>>>(b129, b12, b13, b130, 0, 0, b123, 2, 512, 0, 512, 256, 256, 512)
+//   k4   moe_ffn            ex_moe_gemm_rn_bias_a0_32x32x16_2x2<<<(8,16,1), (256,1,1)>>>(b130, b14, b15, b131, 0, 0, b123, 2, 512, 0, 256, 512, 512, 256)
+//   k4   moe_ffn            ex_moe_gemm_rn_bias_a1_32x32x16_2x2<<<(16,16,1), (256,1,1)>>>(b129, b16, b17, b130, 0, 0, b123, 3, 512, 0, 512, 256, 256, 512)
+//   k4   moe_ffn            ex_moe_gemm_rn_bias_a0_32x32x16_2x2<<<(8,16,1), (256,1,1)>>>(b130, b18, b19, b131, 0, 0, b123, 3, 512, 0, 256, 512, 512, 256)
+//   k4   moe_ffn            ex_moe_gemm_rn_bias_a1_32x32x16_2x2<<<(16,16,1), (256,1,1)>>>(b129, b20, b21, b130, 0, 0, b123, 4, 512, 0, 512, 256, 256, 512)
+//   k4   moe_ffn            ex_moe_gemm_rn_bias_a0_32x32x16_2x2<<<(8,16,1), (256,1,1)>>>(b130, b22, b23, b131, 0, 0, b123, 4, 512, 0, 256, 512, 512, 256)
+//   k4   moe_ffn            ex_moe_gemm_rn_bias_a1_32x32x16_2x2<<<(16,16,1), (256,1,1)>>>(b129, b24, b25, b130, 0, 0, b123, 5, 512, 0, 512, 256, 256, 512)
+//   k4   moe_ffn            ex_moe_gemm_rn_bias_a0_32x32x16_2x2<<<(8,16,1), (256,1,1)>>>(b130, b26, b27, b131, 0, 0, b123, 5, 512, 0, 256, 512, 512, 256)
+//   k4   moe_ffn            ex_moe_gemm_rn_bias_a1_32x32x16_2x2<<<(16,16,1), (256,1,1)>>>(b129, b28, b29, b130, 0, 0, b123, 6, 512, 0, 512, 256, 256, 512)
+//   k4   moe_ffn            ex_moe_gemm_rn_bias_a0_32x32x16_2x2<<<(8,16,1), (256,1,1)>>>(b130, b30, b31, b131, 0, 0, b123, 6, 512, 0, 256, 512, 512, 256)
+//   k4   moe_ffn            ex_moe_gemm_rn_bias_a1_32x32x16_2x2<<<(16,16,1), (256,1,1)>>>(b129, b32, b33, b130, 0, 0, b123, 7, 512, 0, 512, 256, 256, 512)
+//   k4   moe_ffn            ex_moe_gemm_rn_bias_a0_32x32x16_2x2<<<(8,16,1), (256,1,1)>>>(b130, b34, b35, b131, 0, 0, b123, 7, 512, 0, 256, 512, 512, 256)
 //   k4   moe_ffn            ex_moe_ffn_tail<<<(1024,1,1), (256,1,1)>>>(b123, 8, 0, 512, b130, 512, b131, 256, 512)
 //   k5   moe_combine        ex_moe_combine<<<(256,1,1), (256,1,1)>>>(b131, b125, b124, b132, 256, 2, 512, 256)
 //   k6   matmul_bias_act    ex_gemm_nn_bias_none_64x16x16_4x1<<<(1,4,1), (256,1,1)>>>(b132, b36, b37, b133, 256, 10, 256, 256, 10)
@@ -1060,38 +1116,38 @@ extern "C" __global__ void __launch_bounds__(256) ex_xent_rows_loss(const float*
 //   k11  matmul             ex_gemm_nt_plain_none_32x32x16_2x2<<<(8,8,1), (256,1,1)>>>(b136, b36, b138, b138, 256, 256, 10, 10, 10)
 //   k12  matmul             ex_gemm_tn_plain_none_64x16x16_4x1<<<(1,4,1), (256,1,1)>>>(b132, b136, b139, b139, 256, 10, 256, 256, 10)
 //   k13  moe_combine_grad   ex_moe_combine_grad<<<(512,1,1), (256,1,1)>>>(b138, b131, b124, b122, b140, b141, 256, 512, 256)
-//   k14  moe_ffn_grad       ex_moe_ffn_dz_a1<<<(1024,1,1), (256,1,1)>>>(b140, b130, b123, 0, b6, b143, 256, 512)
-//   k14  moe_ffn_grad       ex_moe_ffn_dx<<<(512,1,1), (256,1,1)>>>(b143, b123, 0, b4, b142, 256, 512)
-//   k14  moe_ffn_grad       ex_moe_ffn_wgrad<<<(513,1,1), (256,1,1)>>>(b130, b140, b123, 0, b160, b168, 512, 256)
-//   k14  moe_ffn_grad       ex_moe_ffn_wgrad<<<(514,1,1), (256,1,1)>>>(b129, b143, b123, 0, b144, b152, 256, 512)
-//   k14  moe_ffn_grad       ex_moe_ffn_dz_a1<<<(1024,1,1), (256,1,1)>>>(b140, b130, b123, 1, b10, b143, 256, 512)
-//   k14  moe_ffn_grad       ex_moe_ffn_dx<<<(512,1,1), (256,1,1)>>>(b143, b123, 1, b8, b142, 256, 512)
-//   k14  moe_ffn_grad       ex_moe_ffn_wgrad<<<(513,1,1), (256,1,1)>>>(b130, b140, b123, 1, b161, b169, 512, 256)
-//   k14  moe_ffn_grad       ex_moe_ffn_wgrad<<<(514,1,1), (256,1,1)>>>(b129, b143, b123, 1, b145, b153, 256, 512)
-//   k14  moe_ffn_grad       ex_moe_ffn_dz_a1<<<(1024,1,1), (256,1,1)>>>(b140, b130, b123, 2, b14, b143, 256, 512)
-//   k14  moe_ffn_grad       ex_moe_ffn_dx<<<(512,1,1), (256,1,1)>>>(b143, b123, 2, b12, b142, 256, 512)
-//   k14  moe_ffn_grad       ex_moe_ffn_wgrad<<<(513,1,1), (256,1,1)>>>(b130, b140, b123, 2, b162, b170, 512, 256)
-//   k14  moe_ffn_grad       ex_moe_ffn_wgrad<<<(514,1,1), (256,1,1)>>>(b129, b143, b123, 2, b146, b154, 256, 512)
-//   k14  moe_ffn_grad       ex_moe_ffn_dz_a1<<<(1024,1,1), (256,1,1)>>>(b140, b130, b123, 3, b18, b143, 256, 512)
-//   k14  moe_ffn_grad       ex_moe_ffn_dx<<<(512,1,1), (256,1,1)>>>(b143, b123, 3, b16, b142, 256, 512)
-//   k14  moe_ffn_grad       ex_moe_ffn_wgrad<<<(513,1,1), (256,1,1)>>>(b130, b140, b123, 3, b163, b171, 512, 256)
-//   k14  moe_ffn_grad       ex_moe_ffn_wgrad<<<(514,1,1), (256,1,1)>>>(b129, b143, b123, 3, b147, b155, 256, 512)
-//   k14  moe_ffn_grad       ex_moe_ffn_dz_a1<<<(1024,1,1), (256,1,1)>>>(b140, b130, b123, 4, b22, b143, 256, 512)
-//   k14  moe_ffn_grad       ex_moe_ffn_dx<<<(512,1,1), (256,1,1)>>>(b143, b123, 4, b20, b142, 256, 512)
-//   k14  moe_ffn_grad       ex_moe_ffn_wgrad<<<(513,1,1), (256,1,1)>>>(b130, b140, b123, 4, b164, b172, 512, 256)
-//   k14  moe_ffn_grad       ex_moe_ffn_wgrad<<<(514,1,1), (256,1,1)>>>(b129, b143, b123, 4, b148, b156, 256, 512)
-//   k14  moe_ffn_grad       ex_moe_ffn_dz_a1<<<(1024,1,1), (256,1,1)>>>(b140, b130, b123, 5, b26, b143, 256, 512)
-//   k14  moe_ffn_grad       ex_moe_ffn_dx<<<(512,1,1), (256,1,1)>>>(b143, b123, 5, b24, b142, 256, 512)
-//   k14  moe_ffn_grad       ex_moe_ffn_wgrad<<<(513,1,1), (256,1,1)>>>(b130, b140, b123, 5, b165, b173, 512, 256)
-//   k14  moe_ffn_grad       ex_moe_ffn_wgrad<<<(514,1,1), (256,1,1)>>>(b129, b143, b123, 5, b149, b157, 256, 512)
-//   k14  moe_ffn_grad       ex_moe_ffn_dz_a1<<<(1024,1,1), (256,1,1)>>>(b140, b130, b123, 6, b30, b143, 256, 512)
-//   k14  moe_ffn_grad       ex_moe_ffn_dx<<<(512,1,1), (256,1,1)>>>(b143, b123, 6, b28, b142, 256, 512)
-//   k14  moe_ffn_grad       ex_moe_ffn_wgrad<<<(513,1,1), (256,1,1)>>>(b130, b140, b123, 6, b166, b174, 512, 256)
-//   k14  moe_ffn_grad       ex_moe_ffn_wgrad<<<(514,1,1), (256,1,1)>>>(b129, b143, b123, 6, b150, b158, 256, 512)
-//   k14  moe_ffn_grad       ex_moe_ffn_dz_a1<<<(1024,1,1), (256,1,1)>>>(b140, b130, b123, 7, b34, b143, 256, 512)
-//   k14  moe_ffn_grad       ex_moe_ffn_dx<<<(512,1,1), (256,1,1)>>>(b143, b123, 7, b32, b142, 256, 512)
-//   k14  moe_ffn_grad       ex_moe_ffn_wgrad<<<(513,1,1), (256,1,1)>>>(b130, b140, b123, 7, b167, b175, 512, 256)
-//   k14  moe_ffn_grad       ex_moe_ffn_wgrad<<<(514,1,1), (256,1,1)>>>(b129, b143, b123, 7, b151, b159, 256, 512)
+//   k14  moe_ffn_grad       ex_moe_gemm_rt_grad_a1_32x32x16_2x2<<<(16,16,1), (256,1,1)>>>(b140, b6, b130, b143, 0, 0, b123, 0, 512, 0, 512, 256, 256, 256)
+//   k14  moe_ffn_grad       ex_moe_gemm_rt_plain_a0_32x32x16_2x2<<<(8,16,1), (256,1,1)>>>(b143, b4, 0, b142, 0, 0, b123, 0, 512, 0, 256, 512, 512, 512)
+//   k14  moe_ffn_grad       ex_moe_gemm_wn_plain_a0_32x32x16_2x2<<<(8,16,1), (256,1,1)>>>(b130, b140, 0, b160, 0, b168, b123, 0, 512, 512, 256, 0, 512, 256)
+//   k14  moe_ffn_grad       ex_moe_gemm_wn_plain_a0_32x32x16_2x2<<<(16,8,1), (256,1,1)>>>(b129, b143, 0, b144, 0, b152, b123, 0, 512, 256, 512, 0, 256, 512)
+//   k14  moe_ffn_grad       ex_moe_gemm_rt_grad_a1_32x32x16_2x2<<<(16,16,1), (256,1,1)>>>(b140, b10, b130, b143, 0, 0, b123, 1, 512, 0, 512, 256, 256, 256)
+//   k14  moe_ffn_grad       ex_moe_gemm_rt_plain_a0_32x32x16_2x2<<<(8,16,1), (256,1,1)>>>(b143, b8, 0, b142, 0, 0, b123, 1, 512, 0, 256, 512, 512, 512)
+//   k14  moe_ffn_grad       ex_moe_gemm_wn_plain_a0_32x32x16_2x2<<<(8,16,1), (256,1,1)>>>(b130, b140, 0, b161, 0, b169, b123, 1, 512, 512, 256, 0, 512, 256)
+//   k14  moe_ffn_grad       ex_moe_gemm_wn_plain_a0_32x32x16_2x2<<<(16,8,1), (256,1,1)>>>(b129, b143, 0, b145, 0, b153, b123, 1, 512, 256, 512, 0, 256, 512)
+//   k14  moe_ffn_grad       ex_moe_gemm_rt_grad_a1_32x32x16_2x2<<<(16,16,1), (256,1,1)>>>(b140, b14, b130, b143, 0, 0, b123, 2, 512, 0, 512, 256, 256, 256)
+//   k14  moe_ffn_grad       ex_moe_gemm_rt_plain_a0_32x32x16_2x2<<<(8,16,1), (256,1,1)>>>(b143, b12, 0, b142, 0, 0, b123, 2, 512, 0, 256, 512, 512, 512)
+//   k14  moe_ffn_grad       ex_moe_gemm_wn_plain_a0_32x32x16_2x2<<<(8,16,1), (256,1,1)>>>(b130, b140, 0, b162, 0, b170, b123, 2, 512, 512, 256, 0, 512, 256)
+//   k14  moe_ffn_grad       ex_moe_gemm_wn_plain_a0_32x32x16_2x2<<<(16,8,1), (256,1,1)>>>(b129, b143, 0, b146, 0, b154, b123, 2, 512, 256, 512, 0, 256, 512)
+//   k14  moe_ffn_grad       ex_moe_gemm_rt_grad_a1_32x32x16_2x2<<<(16,16,1), (256,1,1)>>>(b140, b18, b130, b143, 0, 0, b123, 3, 512, 0, 512, 256, 256, 256)
+//   k14  moe_ffn_grad       ex_moe_gemm_rt_plain_a0_32x32x16_2x2<<<(8,16,1), (256,1,1)>>>(b143, b16, 0, b142, 0, 0, b123, 3, 512, 0, 256, 512, 512, 512)
+//   k14  moe_ffn_grad       ex_moe_gemm_wn_plain_a0_32x32x16_2x2<<<(8,16,1), (256,1,1)>>>(b130, b140, 0, b163, 0, b171, b123, 3, 512, 512, 256, 0, 512, 256)
+//   k14  moe_ffn_grad       ex_moe_gemm_wn_plain_a0_32x32x16_2x2<<<(16,8,1), (256,1,1)>>>(b129, b143, 0, b147, 0, b155, b123, 3, 512, 256, 512, 0, 256, 512)
+//   k14  moe_ffn_grad       ex_moe_gemm_rt_grad_a1_32x32x16_2x2<<<(16,16,1), (256,1,1)>>>(b140, b22, b130, b143, 0, 0, b123, 4, 512, 0, 512, 256, 256, 256)
+//   k14  moe_ffn_grad       ex_moe_gemm_rt_plain_a0_32x32x16_2x2<<<(8,16,1), (256,1,1)>>>(b143, b20, 0, b142, 0, 0, b123, 4, 512, 0, 256, 512, 512, 512)
+//   k14  moe_ffn_grad       ex_moe_gemm_wn_plain_a0_32x32x16_2x2<<<(8,16,1), (256,1,1)>>>(b130, b140, 0, b164, 0, b172, b123, 4, 512, 512, 256, 0, 512, 256)
+//   k14  moe_ffn_grad       ex_moe_gemm_wn_plain_a0_32x32x16_2x2<<<(16,8,1), (256,1,1)>>>(b129, b143, 0, b148, 0, b156, b123, 4, 512, 256, 512, 0, 256, 512)
+//   k14  moe_ffn_grad       ex_moe_gemm_rt_grad_a1_32x32x16_2x2<<<(16,16,1), (256,1,1)>>>(b140, b26, b130, b143, 0, 0, b123, 5, 512, 0, 512, 256, 256, 256)
+//   k14  moe_ffn_grad       ex_moe_gemm_rt_plain_a0_32x32x16_2x2<<<(8,16,1), (256,1,1)>>>(b143, b24, 0, b142, 0, 0, b123, 5, 512, 0, 256, 512, 512, 512)
+//   k14  moe_ffn_grad       ex_moe_gemm_wn_plain_a0_32x32x16_2x2<<<(8,16,1), (256,1,1)>>>(b130, b140, 0, b165, 0, b173, b123, 5, 512, 512, 256, 0, 512, 256)
+//   k14  moe_ffn_grad       ex_moe_gemm_wn_plain_a0_32x32x16_2x2<<<(16,8,1), (256,1,1)>>>(b129, b143, 0, b149, 0, b157, b123, 5, 512, 256, 512, 0, 256, 512)
+//   k14  moe_ffn_grad       ex_moe_gemm_rt_grad_a1_32x32x16_2x2<<<(16,16,1), (256,1,1)>>>(b140, b30, b130, b143, 0, 0, b123, 6, 512, 0, 512, 256, 256, 256)
+//   k14  moe_ffn_grad       ex_moe_gemm_rt_plain_a0_32x32x16_2x2<<<(8,16,1), (256,1,1)>>>(b143, b28, 0, b142, 0, 0, b123, 6, 512, 0, 256, 512, 512, 512)
+//   k14  moe_ffn_grad       ex_moe_gemm_wn_plain_a0_32x32x16_2x2<<<(8,16,1), (256,1,1)>>>(b130, b140, 0, b166, 0, b174, b123, 6, 512, 512, 256, 0, 512, 256)
+//   k14  moe_ffn_grad       ex_moe_gemm_wn_plain_a0_32x32x16_2x2<<<(16,8,1), (256,1,1)>>>(b129, b143, 0, b150, 0, b158, b123, 6, 512, 256, 512, 0, 256, 512)
+//   k14  moe_ffn_grad       ex_moe_gemm_rt_grad_a1_32x32x16_2x2<<<(16,16,1), (256,1,1)>>>(b140, b34, b130, b143, 0, 0, b123, 7, 512, 0, 512, 256, 256, 256)
+//   k14  moe_ffn_grad       ex_moe_gemm_rt_plain_a0_32x32x16_2x2<<<(8,16,1), (256,1,1)>>>(b143, b32, 0, b142, 0, 0, b123, 7, 512, 0, 256, 512, 512, 512)
+//   k14  moe_ffn_grad       ex_moe_gemm_wn_plain_a0_32x32x16_2x2<<<(8,16,1), (256,1,1)>>>(b130, b140, 0, b167, 0, b175, b123, 7, 512, 512, 256, 0, 512, 256)
+//   k14  moe_ffn_grad       ex_moe_gemm_wn_plain_a0_32x32x16_2x2<<<(16,8,1), (256,1,1)>>>(b129, b143, 0, b151, 0, b159, b123, 7, 512, 256, 512, 0, 256, 512)
 //   k14  moe_ffn_grad       ex_moe_ffn_tail<<<(1024,1,1), (256,1,1)>>>(b123, 8, b143, 512, b142, 256, 0, 0, 512)
 //   k15  moe_combine        ex_moe_combine<<<(256,1,1), (256,1,1)>>>(b142, b125, 0, b176, 256, 2, 512, 256)
 //   k16  moe_route_grad     ex_moe_select_a0_g0<<<(1,1,1), (256,1,1)>>>(b121, scratch+256, 256, 8, 2)
@@ -1152,22 +1208,22 @@ extern "C" __global__ void __launch_bounds__(256) ex_xent_rows_loss(const float*
 //   k3   moe_route          ex_moe_route_assign<<<(1,1,1), (256,1,1)>>>(scratch+256, scratch+2560, scratch+2304, scratch+4608, b189, b190, b191, b192, b193, b194, 256, 8, 2, 256, 512)
 //   k3   moe_route          ex_moe_aux_final<<<(1,1,1), (1,1,1)>>>(scratch+6656, scratch+6912, scratch+2304, b195, 256, 8, 2, 0, 0)
 //   k4   moe_ffn            ex_moe_gather<<<(512,1,1), (256,1,1)>>>(b187, b189, b196, 256, 256, 131072)
-//   k4   moe_ffn            ex_moe_ffn_up_a1<<<(1024,1,1), (256,1,1)>>>(b196, b190, 0, b4, b5, 0, b197, 256, 512)
-//   k4   moe_ffn            ex_moe_ffn_down<<<(512,1,1), (256,1,1)>>>(b197, b190, 0, b6, b7, b198, 256, 512)
-//   k4   moe_ffn            ex_moe_ffn_up_a1<<<(1024,1,1), (256,1,1)>>>(b196, b190, 1, b8, b9, 0, b197, 256, 512)
-//   k4   moe_ffn            ex_moe_ffn_down<<<(512,1,1), (256,1,1)>>>(b197, b190, 1, b10, b11, b198, 256, 512)
-//   k4   moe_ffn            ex_moe_ffn_up_a1<<<(1024,1,1), (256,1,1)>>>(b196, b190, 2, b12, b13, 0, b197, 256, 512)
-//   k4   moe_ffn            ex_moe_ffn_down<<<(512,1,1), (256,1,1)>>>(b197, b190, 2, b14, b15, b198, 256, 512)
-//   k4   moe_ffn            ex_moe_ffn_up_a1<<<(1024,1,1), (256,1,1)>>>(b196, b190, 3, b16, b17, 0, b197, 256, 512)
-//   k4   moe_ffn            ex_moe_ffn_down<<<(512,1,1), (256,1,1)>>>(b197, b190, 3, b18, b19, b198, 256, 512)
-//   k4   moe_ffn            ex_moe_ffn_up_a1<<<(1024,1,1), (256,1,1)>>>(b196, b190, 4, b20, b21, 0, b197, 256, 512)
-//   k4   moe_ffn            ex_moe_ffn_down<<<(512,1,1), (256,1,1)>>>(b197, b190, 4, b22, b23, b198, 256, 512)
-//   k4   moe_ffn            ex_moe_ffn_up_a1<<<(1024,1,1), (256,1,1)>>>(b196, b190, 5, b24, b25, 0, b197, 256, 512)
-//   k4   moe_ffn            ex_moe_ffn_down<<<(512,1,1), (256,1,1)>>>(b197, b190, 5, b26, b27, b198, 256, 512)
-//   k4   moe_ffn            ex_moe_ffn_up_a1<<<(1024,1,1), (256,1,1)>>>(b196, b190, 6, b28, b29, 0, b197, 256, 512)
-//   k4   moe_ffn            ex_moe_ffn_down<<<(512,1,1), (256,1,1)>>>(b197, b190, 6, b30, b31, b198, 256, 512)
-//   k4   moe_ffn            ex_moe_ffn_up_a1<<<(1024,1,1), (256,1,1)>>>(b196, b190, 7, b32, b33, 0, b197, 256, 512)
-//   k4   moe_ffn            ex_moe_ffn_down<<<(512,1,1), (256,1,1)>>>(b197, b190, 7, b34, b35, b198, 256, 512)
+//   k4   moe_ffn            ex_moe_gemm_rn_bias_a1_32x32x16_2x2<<<(16,16,1), (256,1,1)>>>(b196, b4, b5, b197, 0, 0, b190, 0, 512, 0, 512, 256, 256, 512)
+//   k4   moe_ffn            ex_moe_gemm_rn_bias_a0_32x32x16_2x2<<<(8,16,1), (256,1,1)>>>(b197, b6, b7, b198, 0, 0, b190, 0, 512, 0, 256, 512, 512, 256)
+//   k4   moe_ffn            ex_moe_gemm_rn_bias_a1_32x32x16_2x2<<<(16,16,1), (256,1,1)>>>(b196, b8, b9, b197, 0, 0, b190, 1, 512, 0, 512, 256, 256, 512)
+//   k4   moe_ffn            ex_moe_gemm_rn_bias_a0_32x32x16_2x2<<<(8,16,1), (256,1,1)>>>(b197, b10, b11, b198, 0, 0, b190, 1, 512, 0, 256, 512, 512, 256)
+//   k4   moe_ffn            ex_moe_gemm_rn_bias_a1_32x32x16_2x2<<<(16,16,1), (256,1,1)>>>(b196, b12, b13, b197, 0, 0, b190, 2, 512, 0, 512, 256, 256, 512)
+//   k4   moe_ffn            ex_moe_gemm_rn_bias_a0_32x32x16_2x2<<<(8,16,1), (256,1,1)>>>(b197, b14, b15, b198, 0, 0, b190, 2, 512, 0, 256, 512, 512, 256)
+//   k4   moe_ffn            ex_moe_gemm_rn_bias_a1_32x32x16_2x2<<<(16,16,1), (256,1,1)>>>(b196, b16, b17, b197, 0, 0, b190, 3, 512, 0, 512, 256, 256, 512)
+//   k4   moe_ffn            ex_moe_gemm_rn_bias_a0_32x32x16_2x2<<<(8,16,1), (256,1,1)>>>(b197, b18, b19, b198, 0, 0, b190, 3, 512, 0, 256, 512, 512, 256)
+//   k4   moe_ffn            ex_moe_gemm_rn_bias_a1_32x32x16_2x2<<<(16,16,1), (256,1,1)>>>(b196, b20, b21, b197, 0, 0, b190, 4, 512, 0, 512, 256, 256, 512)
+//   k4   moe_ffn            ex_moe_gemm_rn_bias_a0_32x32x16_2x2<<<(8,16,1), (256,1,1)>>>(b197, b22, b23, b198, 0, 0, b190, 4, 512, 0, 256, 512, 512, 256)
+//   k4   moe_ffn            ex_moe_gemm_rn_bias_a1_32x32x16_2x2<<<(16,16,1), (256,1,1)>>>(b196, b24, b25, b197, 0, 0, b190, 5, 512, 0, 512, 256, 256, 512)
+//   k4   moe_ffn            ex_moe_gemm_rn_bias_a0_32x32x16_2x2<<<(8,16,1), (256,1,1)>>>(b197, b26, b27, b198, 0, 0, b190, 5, 512, 0, 256, 512, 512, 256)
+//   k4   moe_ffn            ex_moe_gemm_rn_bias_a1_32x32x16_2x2<<<(16,16,1), (256,1,1)>>>(b196, b28, b29, b197, 0, 0, b190, 6, 512, 0, 512, 256, 256, 512)
+//   k4   moe_ffn            ex_moe_gemm_rn_bias_a0_32x32x16_2x2<<<(8,16,1), (256,1,1)>>>(b197, b30, b31, b198, 0, 0, b190, 6, 512, 0, 256, 512, 512, 256)
+//   k4   moe_ffn            ex_moe_gemm_rn_bias_a1_32x32x16_2x2<<<(16,16,1), (256,1,1)>>>(b196, b32, b33, b197, 0, 0, b190, 7, 512, 0, 512, 256, 256, 512)
+//   k4   moe_ffn            ex_moe_gemm_rn_bias_a0_32x32x16_2x2<<<(8,16,1), (256,1,1)>>>(b197, b34, b35, b198, 0, 0, b190, 7, 512, 0, 256, 512, 512, 256)
 //   k4   moe_ffn            ex_moe_ffn_tail<<<(1024,1,1), (256,1,1)>>>(b190, 8, 0, 512, b197, 512, b198, 256, 512)
 //   k5   moe_combine        ex_moe_combine<<<(256,1,1), (256,1,1)>>>(b198, b192, b191, b199, 256, 2, 512, 256)
 //   k6   matmul_bias_act    ex_gemm_nn_bias_none_64x16x16_4x1<<<(1,4,1), (256,1,1)>>>(b199, b36, b37, b200, 256, 10, 256, 256, 10)
