@@ -37,7 +37,7 @@ import (
 // Offsets are clamped to [0, S] so that a bad offsets vector cannot make a
 // block write outside its [S, ·] buffers.
 func init() {
-	addFamily("moe_gemm", []string{"math"}, `template <int ROWS, int TB, int EPI, int ACT, int BM, int BN, int BK, int TM, int TN>
+	addFamily("moe_gemm", []string{"gemm"}, `template <int ROWS, int TB, int EPI, int ACT, int BM, int BN, int BK, int TM, int TN>
 EX_DEV void ex_moe_gemm(const float* A, const float* B, const float* E, float* C, float* C2, float* CB, const i32* off, i32 e, i32 S,
     i32 M, i32 N, i32 K, i32 lda, i32 ldb) {
   const i32 NT = (BM / TM) * (BN / TN);
@@ -66,30 +66,11 @@ EX_DEV void ex_moe_gemm(const float* A, const float* B, const float* E, float* C
   const bool colsum = !ROWS && CB && m0 == 0 && tid < BN;
   double cs = 0.0;
   float acc[TM][TN];
-#pragma unroll
-  for (i32 r = 0; r < TM; r++)
-#pragma unroll
-    for (i32 c = 0; c < TN; c++) acc[r][c] = 0.0f;
+  ex_tile_zero(acc);
   for (i32 k0 = 0; k0 < K; k0 += BK) {
-    // Stage op(A)[m0:m0+BM, k0:k0+BK] as As[p][i], reading along memory
-    // (ROWS 0: op(A) = Aᵀ).
-    for (i32 idx = tid; idx < BM * BK; idx += NT) {
-      i32 i, p;
-      if (!ROWS) { p = idx / BM; i = idx % BM; } else { i = idx / BK; p = idx % BK; }
-      const i32 gi = m0 + i, gp = k0 + p;
-      float v = 0.0f;
-      if (gi < M && gp < K) v = !ROWS ? A[(i64)gp * lda + gi] : A[(i64)gi * lda + gp];
-      As[p][i] = v;
-    }
-    // Stage op(B)[k0:k0+BK, n0:n0+BN] as Bs[p][j].
-    for (i32 idx = tid; idx < BN * BK; idx += NT) {
-      i32 j, p;
-      if (TB) { j = idx / BK; p = idx % BK; } else { p = idx / BN; j = idx % BN; }
-      const i32 gj = n0 + j, gp = k0 + p;
-      float v = 0.0f;
-      if (gj < N && gp < K) v = TB ? B[(i64)gj * ldb + gp] : B[(i64)gp * ldb + gj];
-      Bs[p][j] = v;
-    }
+    // ROWS 0: op(A) = Aᵀ (the weight gradients' xpᵀ, hᵀ).
+    ex_stage_a<!ROWS, BM, BK, NT>(As, A, m0, k0, M, K, lda, tid);
+    ex_stage_b<TB, BN, BK, NT>(Bs, B, n0, k0, N, K, ldb, tid);
     ex_sync();
     if (colsum) {
       // k0 is a multiple of BK, itself of 4: the groups start where the CPU's do.
@@ -101,39 +82,10 @@ EX_DEV void ex_moe_gemm(const float* A, const float* B, const float* E, float* C
         }
       }
     }
-#pragma unroll
-    for (i32 p = 0; p < BK; p++) {
-      float a[TM], b[TN];
-#pragma unroll
-      for (i32 r = 0; r < TM; r++) a[r] = As[p][ty + r * (BM / TM)];
-#pragma unroll
-      for (i32 c = 0; c < TN; c++) b[c] = Bs[p][tx + c * (BN / TN)];
-#pragma unroll
-      for (i32 r = 0; r < TM; r++)
-#pragma unroll
-        for (i32 c = 0; c < TN; c++) acc[r][c] += a[r] * b[c];
-    }
+    ex_tile_fma<BM, BN, BK>(As, Bs, acc, tx, ty);
     ex_sync();
   }
-#pragma unroll
-  for (i32 r = 0; r < TM; r++) {
-    const i32 i = m0 + ty + r * (BM / TM);
-#pragma unroll
-    for (i32 c = 0; c < TN; c++) {
-      const i32 j = n0 + tx + c * (BN / TN);
-      if (i < M && j < N) {
-        float v = acc[r][c];
-        if (EPI == 1) v += E[j];
-        if (EPI == 2) {
-          v = ex_mul_act_grad<ACT>(v, E[(i64)i * N + j]);
-        } else {
-          if (C2) C2[(i64)i * N + j] = v;
-          v = ex_act<ACT>(v);
-        }
-        C[(i64)i * N + j] = v;
-      }
-    }
-  }
+  ex_tile_store<EPI, ACT, BM, BN>(acc, E, C, C2, M, N, m0, n0, tx, ty);
   if (colsum && n0 + tid < N) CB[n0 + tid] = (float)cs;
 }
 `)

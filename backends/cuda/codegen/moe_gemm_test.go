@@ -31,8 +31,8 @@ func TestMoEGemmMutantsFail(t *testing.T) {
 		t.Fatalf("case %q is gone: pick another moe_ffn_grad case", name)
 	}
 	for what, m := range map[string][2]string{
-		"barrier after staging": {"      Bs[p][j] = v;\n    }\n    ex_sync();\n    if (colsum) {", "      Bs[p][j] = v;\n    }\n    if (colsum) {"},
-		"barrier after use":     {"acc[r][c] += a[r] * b[c];\n    }\n    ex_sync();\n  }", "acc[r][c] += a[r] * b[c];\n    }\n  }"},
+		"barrier after staging": {"ldb, tid);\n    ex_sync();\n    if (colsum) {", "ldb, tid);\n    if (colsum) {"},
+		"barrier after use":     {"ex_tile_fma<BM, BN, BK>(As, Bs, acc, tx, ty);\n    ex_sync();\n  }\n  ex_tile_store<EPI, ACT, BM, BN>(acc, E, C, C2,", "ex_tile_fma<BM, BN, BK>(As, Bs, acc, tx, ty);\n  }\n  ex_tile_store<EPI, ACT, BM, BN>(acc, E, C, C2,"},
 		"partial row tiles":     {"if (m0 >= M) return;", "if (m0 + BM > M) return;"},
 		"bias tail rows":        {"for (i32 q = p; k0 + q < K; q++)", "for (i32 q = p; false; q++)"},
 	} {

@@ -21,7 +21,7 @@ import (
 // own tile; a tile without a kept weight writes zeros and skips the whole
 // batch reduction, the others run the GEMM and multiply by M.
 func init() {
-	addFamily("sparse_block", []string{"math"}, `// ex_blk_list: for output tile t (BN outputs) the chunks c of BK
+	addFamily("sparse_block", []string{"gemm"}, `// ex_blk_list: for output tile t (BN outputs) the chunks c of BK
 // reduction indices whose mask tile holds a non-zero, ascending, in
 // list[t*kc : t*kc + cnt[t]]. Mask element (reduction p, output j) is
 // Mk[p*cols + j], or Mk[j*cols + p] when TB.
@@ -61,10 +61,7 @@ EX_DEV void ex_bgemm(const float* A, const float* B, const float* Mk, const floa
   const i32 tx = tid % (BN / TN), ty = tid / (BN / TN);
   const i32 m0 = (i32)ex_bid_y() * BM, n0 = (i32)ex_bid_x() * BN;
   float acc[TM][TN];
-#pragma unroll
-  for (i32 r = 0; r < TM; r++)
-#pragma unroll
-    for (i32 c = 0; c < TN; c++) acc[r][c] = 0.0f;
+  ex_tile_zero(acc);
   i32 nl;
   if (DW) {
     if (tid == 0) occupied = 0;
@@ -82,14 +79,7 @@ EX_DEV void ex_bgemm(const float* A, const float* B, const float* Mk, const floa
   }
   for (i32 li = 0; li < nl; li++) {
     const i32 k0 = (DW ? li : list[(i64)ex_bid_x() * kc + li]) * BK;
-    for (i32 x = tid; x < BM * BK; x += NT) {
-      i32 i, p;
-      if (DW) { p = x / BM; i = x % BM; } else { i = x / BK; p = x % BK; }
-      const i32 gi = m0 + i, gp = k0 + p;
-      float v = 0.0f;
-      if (gi < M && gp < K) v = DW ? A[(i64)gp * lda + gi] : A[(i64)gi * lda + gp];
-      As[p][i] = v;
-    }
+    ex_stage_a<DW, BM, BK, NT>(As, A, m0, k0, M, K, lda, tid);
     for (i32 x = tid; x < BN * BK; x += NT) {
       i32 j, p;
       if (TB) { j = x / BK; p = x % BK; } else { p = x / BN; j = x % BN; }
@@ -102,38 +92,11 @@ EX_DEV void ex_bgemm(const float* A, const float* B, const float* Mk, const floa
       Bs[p][j] = v;
     }
     ex_sync();
-#pragma unroll
-    for (i32 p = 0; p < BK; p++) {
-      float a[TM], b[TN];
-#pragma unroll
-      for (i32 r = 0; r < TM; r++) a[r] = As[p][ty + r * (BM / TM)];
-#pragma unroll
-      for (i32 c = 0; c < TN; c++) b[c] = Bs[p][tx + c * (BN / TN)];
-#pragma unroll
-      for (i32 r = 0; r < TM; r++)
-#pragma unroll
-        for (i32 c = 0; c < TN; c++) acc[r][c] += a[r] * b[c];
-    }
+    ex_tile_fma<BM, BN, BK>(As, Bs, acc, tx, ty);
     ex_sync();
   }
-#pragma unroll
-  for (i32 r = 0; r < TM; r++) {
-    const i32 i = m0 + ty + r * (BM / TM);
-#pragma unroll
-    for (i32 c = 0; c < TN; c++) {
-      const i32 j = n0 + tx + c * (BN / TN);
-      if (i < M && j < N) {
-        float v = acc[r][c];
-        if (DW) v *= Mk[(i64)i * N + j];
-        else {
-          if (EPI == 1) v += E[j];
-          if (EPI == 2) v = ex_mul_act_grad<ACT>(v, E[(i64)i * N + j]);
-          else v = ex_act<ACT>(v);
-        }
-        C[(i64)i * N + j] = v;
-      }
-    }
-  }
+  // DW: times the mask (EPI 3), else the op's epilogue.
+  ex_tile_store<DW ? 3 : EPI, ACT, BM, BN>(acc, DW ? Mk : E, C, (float*)0, M, N, m0, n0, tx, ty);
 }
 `)
 }

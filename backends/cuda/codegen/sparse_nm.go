@@ -32,7 +32,7 @@ const nmMaxM = 16
 // whole idle warps on an n:m mask — sums X[:, k]·dY[:, j] over the batch
 // at its kept row k; the pack writes zeros at the pruned positions.
 func init() {
-	addFamily("sparse_nm", []string{"math"}, `// ex_nm_pack: for group g (rows g*MM ... +MM) and column j, the kept rows
+	addFamily("sparse_nm", []string{"gemm"}, `// ex_nm_pack: for group g (rows g*MM ... +MM) and column j, the kept rows
 // r in ascending order as slots s: I[(g*MM+s)*cols + j] = r, V = W·M (DW:
 // M, and zeros written to D at pruned positions), Cn[g*cols + j] = count.
 template <int MM, int DW>
@@ -73,10 +73,7 @@ EX_DEV void ex_nm_fwd(const float* A, const float* V, const i32* I, const i32* C
   const i32 tx = tid % (BN / TN), ty = tid / (BN / TN);
   const i32 m0 = (i32)ex_bid_y() * BM, n0 = (i32)ex_bid_x() * BN;
   float acc[TM][TN];
-#pragma unroll
-  for (i32 r = 0; r < TM; r++)
-#pragma unroll
-    for (i32 c = 0; c < TN; c++) acc[r][c] = 0.0f;
+  ex_tile_zero(acc);
   if (tid == 0) over[0] = 0;
   ex_sync();
   i32 par = 0;
@@ -122,21 +119,7 @@ EX_DEV void ex_nm_fwd(const float* A, const float* V, const i32* I, const i32* C
     }
     ex_sync();
   }
-#pragma unroll
-  for (i32 r = 0; r < TM; r++) {
-    const i32 i = m0 + ty + r * (BM / TM);
-#pragma unroll
-    for (i32 c = 0; c < TN; c++) {
-      const i32 j = n0 + tx + c * (BN / TN);
-      if (i < M && j < N) {
-        float v = acc[r][c];
-        if (EPI == 1) v += E[j];
-        if (EPI == 2) v = ex_mul_act_grad<ACT>(v, E[(i64)i * N + j]);
-        else v = ex_act<ACT>(v);
-        C[(i64)i * N + j] = v;
-      }
-    }
-  }
+  ex_tile_store<EPI, ACT, BM, BN>(acc, E, C, (float*)0, M, N, m0, n0, tx, ty);
 }
 
 // ex_nm_dw: D[k, j] = M[k, j]·Σ_b X[b, k]·dY[b, j] at every kept (k, j),
