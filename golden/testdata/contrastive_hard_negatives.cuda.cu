@@ -803,6 +803,89 @@ extern "C" __global__ void __launch_bounds__(256) ex_ctrf_prep(const float* tau_
 }
 
 // ---- family gemm ----
+// The pieces of every tiled product (ex_gemm here, and the masked and MoE
+// variants): a thread's TM x TN accumulators, strided across the block
+// tile; staging of op(A) and op(B) slabs in shared memory (zero-padded at
+// the edges, read along memory); the slab's products; and the epilogue.
+
+template <int TM, int TN> EX_DEV void ex_tile_zero(float (&acc)[TM][TN]) {
+#pragma unroll
+  for (i32 r = 0; r < TM; r++)
+#pragma unroll
+    for (i32 c = 0; c < TN; c++) acc[r][c] = 0.0f;
+}
+
+// ex_stage_a: As[p][i] = op(A)[m0 + i, k0 + p] (op(A) = Aᵀ when TA).
+template <int TA, int BM, int BK, int NT>
+EX_DEV void ex_stage_a(float (*As)[BM + 1], const float* A, i32 m0, i32 k0, i32 M, i32 K, i32 lda, i32 tid) {
+  for (i32 idx = tid; idx < BM * BK; idx += NT) {
+    i32 i, p;
+    if (TA) { p = idx / BM; i = idx % BM; } else { i = idx / BK; p = idx % BK; }
+    const i32 gi = m0 + i, gp = k0 + p;
+    float v = 0.0f;
+    if (gi < M && gp < K) v = TA ? A[(i64)gp * lda + gi] : A[(i64)gi * lda + gp];
+    As[p][i] = v;
+  }
+}
+
+// ex_stage_b: Bs[p][j] = op(B)[k0 + p, n0 + j] (op(B) = Bᵀ when TB).
+template <int TB, int BN, int BK, int NT>
+EX_DEV void ex_stage_b(float (*Bs)[BN + 1], const float* B, i32 n0, i32 k0, i32 N, i32 K, i32 ldb, i32 tid) {
+  for (i32 idx = tid; idx < BN * BK; idx += NT) {
+    i32 j, p;
+    if (TB) { j = idx / BK; p = idx % BK; } else { p = idx / BN; j = idx % BN; }
+    const i32 gj = n0 + j, gp = k0 + p;
+    float v = 0.0f;
+    if (gj < N && gp < K) v = TB ? B[(i64)gj * ldb + gp] : B[(i64)gp * ldb + gj];
+    Bs[p][j] = v;
+  }
+}
+
+// ex_tile_fma: acc += the staged slab's products.
+template <int BM, int BN, int BK, int TM, int TN>
+EX_DEV void ex_tile_fma(const float (*As)[BM + 1], const float (*Bs)[BN + 1], float (&acc)[TM][TN], i32 tx, i32 ty) {
+#pragma unroll
+  for (i32 p = 0; p < BK; p++) {
+    float a[TM], b[TN];
+#pragma unroll
+    for (i32 r = 0; r < TM; r++) a[r] = As[p][ty + r * (BM / TM)];
+#pragma unroll
+    for (i32 c = 0; c < TN; c++) b[c] = Bs[p][tx + c * (BN / TN)];
+#pragma unroll
+    for (i32 r = 0; r < TM; r++)
+#pragma unroll
+      for (i32 c = 0; c < TN; c++) acc[r][c] += a[r] * b[c];
+  }
+}
+
+// ex_tile_store writes C[i, j] = epilogue(acc) for the thread's outputs:
+// EPI 0 act(v); 1 act(v + E[j]) (a bias); 2 v·act'(E[i, j]) (E the
+// pre-activation); 3 v·E[i, j] (E a mask). C2, unless null, gets the value
+// before the activation (EPI 0 and 1).
+template <int EPI, int ACT, int BM, int BN, int TM, int TN>
+EX_DEV void ex_tile_store(const float (&acc)[TM][TN], const float* E, float* C, float* C2, i32 M, i32 N, i32 m0, i32 n0, i32 tx, i32 ty) {
+#pragma unroll
+  for (i32 r = 0; r < TM; r++) {
+    const i32 i = m0 + ty + r * (BM / TM);
+#pragma unroll
+    for (i32 c = 0; c < TN; c++) {
+      const i32 j = n0 + tx + c * (BN / TN);
+      if (i < M && j < N) {
+        const i64 o = (i64)i * N + j;
+        float v = acc[r][c];
+        if (EPI == 1) v += E[j];
+        if (EPI == 2) v = ex_mul_act_grad<ACT>(v, E[o]);
+        else if (EPI == 3) v *= E[o];
+        else {
+          if (C2) C2[o] = v;
+          v = ex_act<ACT>(v);
+        }
+        C[o] = v;
+      }
+    }
+  }
+}
+
 template <int TA, int TB, int EPI, int ACT, int BM, int BN, int BK, int TM, int TN>
 EX_DEV void ex_gemm(const float* A, const float* B, const float* E, float* C, i32 M, i32 N, i32 K, i32 lda, i32 ldb) {
   const i32 NT = (BM / TM) * (BN / TN);
@@ -812,59 +895,15 @@ EX_DEV void ex_gemm(const float* A, const float* B, const float* E, float* C, i3
   const i32 tx = tid % (BN / TN), ty = tid / (BN / TN);
   const i32 m0 = (i32)ex_bid_y() * BM, n0 = (i32)ex_bid_x() * BN;
   float acc[TM][TN];
-#pragma unroll
-  for (i32 r = 0; r < TM; r++)
-#pragma unroll
-    for (i32 c = 0; c < TN; c++) acc[r][c] = 0.0f;
+  ex_tile_zero(acc);
   for (i32 k0 = 0; k0 < K; k0 += BK) {
-    // Stage op(A)[m0:m0+BM, k0:k0+BK] as As[p][i], reading along memory.
-    for (i32 idx = tid; idx < BM * BK; idx += NT) {
-      i32 i, p;
-      if (TA) { p = idx / BM; i = idx % BM; } else { i = idx / BK; p = idx % BK; }
-      const i32 gi = m0 + i, gp = k0 + p;
-      float v = 0.0f;
-      if (gi < M && gp < K) v = TA ? A[(i64)gp * lda + gi] : A[(i64)gi * lda + gp];
-      As[p][i] = v;
-    }
-    // Stage op(B)[k0:k0+BK, n0:n0+BN] as Bs[p][j].
-    for (i32 idx = tid; idx < BN * BK; idx += NT) {
-      i32 j, p;
-      if (TB) { j = idx / BK; p = idx % BK; } else { p = idx / BN; j = idx % BN; }
-      const i32 gj = n0 + j, gp = k0 + p;
-      float v = 0.0f;
-      if (gj < N && gp < K) v = TB ? B[(i64)gj * ldb + gp] : B[(i64)gp * ldb + gj];
-      Bs[p][j] = v;
-    }
+    ex_stage_a<TA, BM, BK, NT>(As, A, m0, k0, M, K, lda, tid);
+    ex_stage_b<TB, BN, BK, NT>(Bs, B, n0, k0, N, K, ldb, tid);
     ex_sync();
-#pragma unroll
-    for (i32 p = 0; p < BK; p++) {
-      float a[TM], b[TN];
-#pragma unroll
-      for (i32 r = 0; r < TM; r++) a[r] = As[p][ty + r * (BM / TM)];
-#pragma unroll
-      for (i32 c = 0; c < TN; c++) b[c] = Bs[p][tx + c * (BN / TN)];
-#pragma unroll
-      for (i32 r = 0; r < TM; r++)
-#pragma unroll
-        for (i32 c = 0; c < TN; c++) acc[r][c] += a[r] * b[c];
-    }
+    ex_tile_fma<BM, BN, BK>(As, Bs, acc, tx, ty);
     ex_sync();
   }
-#pragma unroll
-  for (i32 r = 0; r < TM; r++) {
-    const i32 i = m0 + ty + r * (BM / TM);
-#pragma unroll
-    for (i32 c = 0; c < TN; c++) {
-      const i32 j = n0 + tx + c * (BN / TN);
-      if (i < M && j < N) {
-        float v = acc[r][c];
-        if (EPI == 1) v += E[j];
-        if (EPI == 2) v = ex_mul_act_grad<ACT>(v, E[(i64)i * N + j]);
-        else v = ex_act<ACT>(v);
-        C[(i64)i * N + j] = v;
-      }
-    }
-  }
+  ex_tile_store<EPI, ACT, BM, BN>(acc, E, C, (float*)0, M, N, m0, n0, tx, ty);
 }
 
 // ---- family loss ----
