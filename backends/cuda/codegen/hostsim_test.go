@@ -17,12 +17,13 @@ import (
 	"github.com/expc-dev/expc/backends"
 	"github.com/expc-dev/expc/backends/cpu"
 	. "github.com/expc-dev/expc/backends/cuda/codegen"
+	"github.com/expc-dev/expc/backends/cuda/hostsim"
 	"github.com/expc-dev/expc/backends/cuda/kerneltest"
 	"github.com/expc-dev/expc/backends/cuda/ptxcheck"
 )
 
 // TestKernelsOnHost runs the generated CUDA of every kernel case on the
-// host SIMT emulator (hostsim_runtime_test.go) against the CPU backend on
+// host SIMT emulator (backends/cuda/hostsim) against the CPU backend on
 // fresh random inputs: each case's unit is compiled for the host with
 // clang, its launches run in order, and every output must be within the
 // case's tolerance of the CPU's. Races the emulator's scheduling happens to
@@ -45,12 +46,9 @@ func TestKernelsOnHost(t *testing.T) {
 // hostRuntime compiles the emulator into dir and returns the object.
 func hostRuntime(t *testing.T, clang, dir string) string {
 	t.Helper()
-	rt := filepath.Join(dir, "runtime.o")
-	if err := os.WriteFile(rt+".cc", []byte(hostRuntimeSource), 0o644); err != nil {
+	rt, err := hostsim.BuildRuntime(clang, dir)
+	if err != nil {
 		t.Fatal(err)
-	}
-	if out, err := exec.Command(clang, "-x", "c++", "-std=c++17", "-O1", "-c", rt+".cc", "-o", rt).CombinedOutput(); err != nil {
-		t.Fatalf("compiling the emulator: %v\n%s", err, out)
 	}
 	return rt
 }
@@ -77,19 +75,15 @@ func runOnHost(t *testing.T, clang, runtime string, cb backends.Backend, dir str
 	if err != nil {
 		t.Fatalf("%s: %v", c.Name, err)
 	}
-	src := u.Source[strings.Index(u.Source, Prelude)+len(Prelude):]
-	// The one inline PTX outside the prelude: a float32 product that
-	// must not be contracted (the host build uses -ffp-contract=off).
-	const fmul = `{ float r; asm("mul.rn.f32 %0, %1, %2;" : "=f"(r) : "f"(a), "f"(b)); return r; }`
-	if strings.Contains(src, "ex_moe_fmul") && !strings.Contains(src, fmul) {
-		t.Fatal("ex_moe_fmul changed: update the host replacement")
+	src, err := hostsim.HostSource(u.Source)
+	if err != nil {
+		t.Fatalf("%s: %v", c.Name, err)
 	}
-	src = strings.ReplaceAll(src, fmul, `{ return a * b; }`)
 	if mutate != nil {
 		src = mutate(src)
 	}
 	var sb strings.Builder
-	sb.WriteString(hostSimPrelude + src)
+	sb.WriteString(src)
 	arena := plan.Memory.ArenaBytes
 	fmt.Fprintf(&sb, "\n#include <stdio.h>\n#include <stdlib.h>\nint main() {\n  char* arena = (char*)calloc(%d, 1); char* scratch = (char*)calloc(%d, 1);\n", arena, u.ScratchBytes+StatusBytes)
 	fmt.Fprintf(&sb, "  fread(arena, 1, %d, stdin);\n  for (int i = 0; i < %d; i++) scratch[i] = (char)0xAB;\n  *(i32*)scratch = 0;\n", arena, u.ScratchBytes+StatusBytes)

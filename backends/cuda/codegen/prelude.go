@@ -102,3 +102,7 @@ EX_DEV float ex_warp_max_f(float v) {
 // ex_fail records the first kernel error in the status word.
 EX_DEV void ex_fail(i32* status, i32 code) { ex_atomic_cas_i(status, 0, code); }
 `
+
+// PreludeSource is the text every unit opens with (for tools that replace
+// it, such as the host emulator in backends/cuda/hostsim).
+func PreludeSource() string { return prelude }

@@ -1,12 +1,8 @@
-package codegen_test
-
-import (
-	"strings"
-
-	"github.com/expc-dev/expc/backends/cuda/codegen"
-)
-
-// A host SIMT emulator for generated units, so that every kernel, tiled
+// Package hostsim runs generated CUDA units on the host, for checking
+// kernels without a GPU (backends/cuda/codegen's tests, and the fake
+// driver in backends/cuda/fakecuda).
+//
+// It is a host SIMT emulator for generated units, so that every kernel, tiled
 // ones included, runs without a GPU. A launch runs its blocks one after
 // another; each block's threads are fibers (ucontext) on one OS thread,
 // running the kernel's own code unchanged, switched at every barrier:
@@ -25,16 +21,73 @@ import (
 // reproducible. Threads waiting at different barriers (a divergent
 // ex_sync) are a deadlock, which the emulator reports instead of hanging.
 //
-// The runtime is compiled once per test binary (hostRuntimeSource); each
-// unit is compiled against hostSimPrelude and linked with it.
+// The runtime (RuntimeSource) is compiled once (BuildRuntime); each unit
+// is compiled with its device prelude replaced by Prelude() and linked
+// with it.
+package hostsim
 
-// hostSimPrelude replaces the device prelude in a unit compiled for the
-// host: the primitives with host semantics (exactly rounded float64
-// arithmetic is the host's own; no FMA contraction: -ffp-contract=off),
-// then the prelude's own portable helpers built on them (preludeTail).
-var hostSimPrelude = hostSimPrimitives + preludeTail()
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
 
-const hostSimPrimitives = `typedef int i32;
+	"github.com/expc-dev/expc/backends/cuda/codegen"
+)
+
+// Prelude replaces the device prelude in a unit compiled for the host: the
+// primitives with host semantics (exactly rounded float64 arithmetic is the
+// host's own; no FMA contraction: compile with -ffp-contract=off), then the
+// device prelude's own portable helpers built on them (its tail).
+func Prelude() string { return primitives + preludeTail() }
+
+// HostSource turns a generated unit's source into host source: the device
+// prelude replaced by Prelude(), and the one inline PTX outside the
+// prelude (an uncontracted float32 product) by plain C++.
+func HostSource(unit string) (string, error) {
+	dev := codegen.PreludeSource()
+	i := strings.Index(unit, dev)
+	if i < 0 {
+		return "", fmt.Errorf("hostsim: the unit does not start with the device prelude")
+	}
+	src := unit[i+len(dev):]
+	const fmul = `{ float r; asm("mul.rn.f32 %0, %1, %2;" : "=f"(r) : "f"(a), "f"(b)); return r; }`
+	src = strings.ReplaceAll(src, fmul, `{ return a * b; }`)
+	if strings.Contains(src, "asm(") {
+		return "", fmt.Errorf("hostsim: the unit has inline PTX the host cannot run")
+	}
+	return Prelude() + src, nil
+}
+
+// preludeTail is the part of the device prelude written only in terms of
+// the primitives (warp reductions, ex_fail, ...), from its first such
+// helper on.
+func preludeTail() string {
+	const first = "EX_DEV float ex_fabsf("
+	p := codegen.PreludeSource()
+	i := strings.Index(p, first)
+	if i < 0 {
+		panic("hostsim: the device prelude no longer defines ex_fabsf: update preludeTail")
+	}
+	return p[i:]
+}
+
+// BuildRuntime compiles the emulator with clang into dir and returns the
+// object file (position-independent, so that it links into a shared
+// library too).
+func BuildRuntime(clang, dir string) (string, error) {
+	obj := filepath.Join(dir, "hostsim_runtime.o")
+	if err := os.WriteFile(obj+".cc", []byte(RuntimeSource), 0o644); err != nil {
+		return "", err
+	}
+	if out, err := exec.Command(clang, "-x", "c++", "-std=c++17", "-O1", "-fPIC", "-c", obj+".cc", "-o", obj).CombinedOutput(); err != nil {
+		return "", fmt.Errorf("compiling the emulator: %v\n%s", err, out)
+	}
+	return obj, nil
+}
+
+const primitives = `typedef int i32;
 typedef unsigned int u32;
 typedef long long i64;
 typedef unsigned long long u64;
@@ -73,20 +126,8 @@ extern "C" void ex_h_launch(u32 gx, u32 gy, u32 bx, void (*fn)(void*), void* ctx
 struct P { char* p; template <class T> operator T*() const { return (T*)p; } };
 `
 
-// preludeTail is the part of the device prelude written only in terms of
-// the primitives (warp reductions, ex_fail, ...), from its first such
-// helper on.
-func preludeTail() string {
-	const first = "EX_DEV float ex_fabsf("
-	i := strings.Index(codegen.Prelude, first)
-	if i < 0 {
-		panic("the device prelude no longer defines ex_fabsf: update preludeTail")
-	}
-	return codegen.Prelude[i:]
-}
-
-// hostRuntimeSource is the emulator itself.
-const hostRuntimeSource = `#include <setjmp.h>
+// RuntimeSource is the emulator itself (C++).
+const RuntimeSource = `#include <setjmp.h>
 #include <ucontext.h>
 #include <stdio.h>
 #include <stdlib.h>
