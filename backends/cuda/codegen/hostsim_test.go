@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -34,7 +35,10 @@ func TestKernelsOnHost(t *testing.T) {
 	dir := t.TempDir()
 	rt := hostRuntime(t, clang, dir)
 	seed := uint64(time.Now().UnixNano())
-	t.Logf("input seed %d", seed)
+	if s, err := strconv.ParseUint(os.Getenv("EXPC_HOSTSIM_SEED"), 10, 64); err == nil {
+		seed = s
+	}
+	t.Logf("input seed %d (EXPC_HOSTSIM_SEED=%d reruns it)", seed, seed)
 	for ci, c := range kerneltest.Cases() {
 		t.Run(c.Name, func(t *testing.T) {
 			t.Parallel()
