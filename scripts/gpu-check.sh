@@ -14,9 +14,30 @@
 #
 # EXPC_GPU_CHECK_SEED=N reruns with the inputs of an earlier run; EXPC_NVRTC
 # names libnvrtc when it is not on the loader's path.
+#
+#   scripts/gpu-check.sh --fake       # here, without a GPU: the same check through the
+#                                     # fake driver and NVRTC (backends/cuda/fakecuda), which
+#                                     # run every kernel on the host SIMT emulator (needs Go
+#                                     # and clang-14; times meaningless). On 2 cores the kernel
+#                                     # table takes ~10 min; training defaults to 2 steps there:
+#                                     # the MLP runs ~50 samples/s emulated, and a contrastive
+#                                     # spec (batch 512, 1024 wide) takes minutes per step
+#
+# EXPC_GPU_CHECK_STEPS=N sets the training steps (default 100, 2 with --fake).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bin=bin/cuda-gpucheck.test
+
+if [ "${1:-}" = "--fake" ]; then
+  fake=$(mktemp -d)
+  trap 'rm -rf "$fake"' EXIT
+  trap 'exit 130' INT TERM
+  while IFS= read -r kv; do export "$kv"; done < <(go run ./backends/cuda/fakecuda/cmd/fakecuda "$fake")
+  echo "fake CUDA: EXPC_LIBCUDA=$EXPC_LIBCUDA EXPC_NVRTC=$EXPC_NVRTC" >&2
+  cd backends/cuda
+  EXPC_GPU_CHECK=1 EXPC_GPU_CHECK_STEPS=${EXPC_GPU_CHECK_STEPS:-2} go test -count=1 -run '^TestGPUCheck$' -v -timeout 120m .
+  exit
+fi
 
 build() {
   mkdir -p bin

@@ -27,7 +27,8 @@ type device struct {
 	work  chan func() error
 	reply chan error
 
-	cubins map[[32]byte][]byte // NVRTC output by source hash, for repeated Prepare
+	cubinMu sync.Mutex
+	cubins  map[[32]byte][]byte // NVRTC output by source hash, for repeated Prepare (under cubinMu: Prepare may run on several goroutines)
 }
 
 var (
@@ -143,7 +144,10 @@ func (d *device) arch() string { return fmt.Sprintf("sm_%d%d", d.major, d.minor)
 // PTX from an NVRTC too old to emit CUBIN.
 func (d *device) compile(name, src string) ([]byte, error) {
 	key := sha256.Sum256([]byte(d.arch() + "\x00" + src))
-	if b, ok := d.cubins[key]; ok {
+	d.cubinMu.Lock()
+	b, ok := d.cubins[key]
+	d.cubinMu.Unlock()
+	if ok {
 		return b, nil
 	}
 	rtc := d.rtc
@@ -198,6 +202,8 @@ func (d *device) compile(name, src string) ([]byte, error) {
 			return nil, fmt.Errorf("NVRTC: nvrtcGetPTX: %s", rtc.errString(r))
 		}
 	}
+	d.cubinMu.Lock()
 	d.cubins[key] = out
+	d.cubinMu.Unlock()
 	return out, nil
 }

@@ -68,7 +68,8 @@ type nvrtc struct {
 const rtldNow, rtldGlobal = 0x2, 0x100
 
 // driverLibs: the unversioned libcuda.so may be the toolkit's stub (every
-// call fails with error 34), so the driver's own soname comes first.
+// call fails with error 34), so the driver's own soname comes first;
+// EXPC_LIBCUDA names a library explicitly.
 var driverLibs = []string{"libcuda.so.1", "libcuda.so"}
 
 // nvrtcLibs: newest first; EXPC_NVRTC names a library explicitly.
@@ -102,10 +103,14 @@ func bind(lib uintptr, libName string, syms map[string]any, optional map[string]
 }
 
 func loadDriver() (*driver, error) {
-	lib, name, err := openFirst(driverLibs)
+	names := driverLibs
+	if p := os.Getenv("EXPC_LIBCUDA"); p != "" { // e.g. the fake driver (backends/cuda/fakecuda)
+		names = []string{p}
+	}
+	lib, name, err := openFirst(names)
 	if err != nil {
-		return nil, fmt.Errorf("no NVIDIA driver: cannot load %s (%v); the cuda backend needs an NVIDIA GPU and its driver (run with --backend cpu instead)",
-			strings.Join(driverLibs, " or "), err)
+		return nil, fmt.Errorf("no NVIDIA driver: cannot load %s (%v); the cuda backend needs an NVIDIA GPU and its driver (run with --backend cpu instead, or set EXPC_LIBCUDA=/path/to/libcuda.so)",
+			strings.Join(names, " or "), err)
 	}
 	d := &driver{lib: lib}
 	err = bind(lib, name, map[string]any{
