@@ -193,32 +193,43 @@ func runOnHost(t *testing.T, clang, runtime string, cb backends.Backend, dir str
 // tiled GEMM (after staging a slab, or after using it) must put the result
 // out of tolerance.
 func TestEmulatorCatchesMissingSync(t *testing.T) {
+	mutantsFail(t, "matmul ta=false tb=false", "the GEMM template", map[string][2]string{
+		"barrier after staging": {"    ex_stage_b<TB, BN, BK, NT>(Bs, B, n0, k0, N, K, ldb, tid);\n    ex_sync();\n",
+			"    ex_stage_b<TB, BN, BK, NT>(Bs, B, n0, k0, N, K, ldb, tid);\n"},
+		"barrier after use": {"    ex_tile_fma<BM, BN, BK>(As, Bs, acc, tx, ty);\n    ex_sync();\n  }\n  ex_tile_store<EPI, ACT, BM, BN>(acc, E, C, (float*)0,",
+			"    ex_tile_fma<BM, BN, BK>(As, Bs, acc, tx, ty);\n  }\n  ex_tile_store<EPI, ACT, BM, BN>(acc, E, C, (float*)0,"},
+	})
+}
+
+// mutantsFail checks that the emulator fails kernel case caseName for each
+// mutant of the unit's source (a text replaced once: {from, to}); what
+// names the template the mutants edit, for the message when one no longer
+// applies. The inputs are fixed (seed 11).
+func mutantsFail(t *testing.T, caseName, what string, mutants map[string][2]string) {
 	clang := ptxcheck.NeedClang(t, ptxcheck.Targets[0].Clang)
 	dir := t.TempDir()
 	rt := hostRuntime(t, clang, dir)
 	var c kerneltest.Case
 	for _, k := range kerneltest.Cases() {
-		if k.Name == "matmul ta=false tb=false" {
+		if k.Name == caseName {
 			c = k
 		}
 	}
 	if c.Op == "" {
-		t.Fatal("case \"matmul ta=false tb=false\" is gone: pick another tiled case")
+		t.Fatalf("case %q is gone: pick another", caseName)
 	}
-	staged := "    ex_stage_b<TB, BN, BK, NT>(Bs, B, n0, k0, N, K, ldb, tid);\n    ex_sync();\n"
-	used := "    ex_tile_fma<BM, BN, BK>(As, Bs, acc, tx, ty);\n    ex_sync();\n  }\n  ex_tile_store<EPI, ACT, BM, BN>(acc, E, C, (float*)0,"
-	for name, cut := range map[string]string{"after staging": staged, "after use": used} {
+	for name, m := range mutants {
 		t.Run(name, func(t *testing.T) {
 			mutated := false
 			worst, bad := runOnHost(t, clang, rt, cpu.New(1), dir, 11, 0, c, func(src string) string {
-				mutated = strings.Count(src, cut) == 1
-				return strings.Replace(src, cut, strings.Replace(cut, "    ex_sync();\n", "", 1), 1)
+				mutated = strings.Count(src, m[0]) == 1
+				return strings.Replace(src, m[0], m[1], 1)
 			})
 			if !mutated {
-				t.Fatal("the GEMM template changed: update the barrier this test removes")
+				t.Fatalf("%s changed: update the mutant %q", what, name)
 			}
 			if len(bad) == 0 {
-				t.Errorf("without the barrier %s the GEMM still matched (worst relative error %.3g)", name, worst)
+				t.Errorf("with the mutant %q, %s still matched the CPU (worst relative error %.3g)", name, what, worst)
 			}
 		})
 	}
