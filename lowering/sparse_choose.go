@@ -34,15 +34,24 @@ type KernelCost struct {
 // Throughputs in useful FLOP/s on two cores of the reference machine (AMD
 // Zen 5, AVX-512), from bench/sparse.sh and the single-core CPU times of
 // backends/cpu/sparse's BenchmarkLayer scaled by 1.75 for the second core:
-// the dense GEMM; the compressed N:4 kernels (a VPERMILPS per kept weight,
-// so about half the dense rate: they win by skipping, not by speed); other
-// N:M on the index-list kernels; block-sparse (the dense micro-kernel over
-// occupied 32x32 tiles, less the packing); CSR SpMM and the sampled weight
-// gradient. Packing and transposing the dense operands moves bytes at
-// memBW.
+// the dense GEMM; the compressed N:4 kernels per product (a VPERMILPS per
+// kept weight, so they win by skipping, not by speed); other N:M on the
+// index-list kernels; block-sparse (the dense micro-kernel over occupied
+// 32x32 tiles, less the packing); CSR SpMM and the sampled weight gradient.
+// Packing and transposing the dense operands moves bytes at memBW; the
+// dense-with-mask kernels' W ⊙ M (or D ⊙ M) pass at maskBW.
+//
+// The dense and N:4 figures were refitted on a quiet machine (2026-11-27,
+// `bench/sparse -batch 256|1024`, 1024x1024 W, 2:4 masks, two runs each):
+// dense-with-mask took 1.77 and 6.5 ms a product; the 2:4 kernels 1.8 and
+// 6.8 (forward), 1.47 and 5.7 (input gradient, the class-sorted kernel),
+// 2.12 and 6.8 (weight gradient). So at 2:4 only the input gradient beats
+// dense-with-mask, and at 1:4 every product does.
+var rateNM = map[Product]float64{Forward: 181e9, InputGr: 230e9, WeightG: 165e9}
+
 const (
-	rateDense   = 300e9
-	rateNM      = 160e9
+	rateDense   = 340e9
+	maskBW      = 60e9
 	rateNMSlow  = 40e9
 	rateBlock   = 140e9
 	rateCSR     = 70e9
@@ -103,28 +112,28 @@ func MaskedCosts(p Product, batch int, w ir.Type, attrs ir.Attrs) []KernelCost {
 		aBytes, oBytes = oBytes, aBytes
 	}
 	var out []KernelCost
-	add := func(k string, work, rate, moved float64, note string) {
-		out = append(out, KernelCost{Kernel: k, Work: work, Seconds: callLatency + macs*work/rate + moved/memBW, Note: note})
+	add := func(k string, work, rate, moved, bw float64, note string) {
+		out = append(out, KernelCost{Kernel: k, Work: work, Seconds: callLatency + macs*work/rate + moved/bw, Note: note})
 	}
 	// dense-with-mask: W ⊙ M (or the product ⊙ M) then a dense GEMM.
-	add("dense", 1, rateDense, 3*wBytes, "dense GEMM, then the mask multiply")
+	add("dense", 1, rateDense, 3*wBytes, maskBW, "dense GEMM, then the mask multiply")
 	switch s.pattern {
 	case "nm":
-		rate, note := rateNM, fmt.Sprintf("compressed %d:%d: %d of every %d multiply-adds", s.n, s.m, s.n, s.m)
+		rate, note := rateNM[p], fmt.Sprintf("compressed %d:%d: %d of every %d multiply-adds", s.n, s.m, s.n, s.m)
 		if s.m != 4 || p == WeightG && s.n > 2 {
 			rate, note = rateNMSlow, note+" (no vector path: index lists)"
 		}
-		add("nm", s.density, rate, aBytes+oBytes+wBytes/2, note)
+		add("nm", s.density, rate, aBytes+oBytes+wBytes/2, memBW, note)
 	case "block":
 		td := s.tileDensity()
-		add("block", td, rateBlock, wBytes*td+aBytes, fmt.Sprintf("dense tiles over the %.0f%% occupied 32x32 tiles", 100*td))
+		add("block", td, rateBlock, wBytes*td+aBytes, memBW, fmt.Sprintf("dense tiles over the %.0f%% occupied 32x32 tiles", 100*td))
 		fallthrough
 	default:
 		rate := rateCSR
 		if p == WeightG {
 			rate = rateSDDMM
 		}
-		add("csr", s.density, rate, 2*aBytes+oBytes+wBytes*s.density*2, fmt.Sprintf("index lists over the %.1f%% kept weights", 100*s.density))
+		add("csr", s.density, rate, 2*aBytes+oBytes+wBytes*s.density*2, memBW, fmt.Sprintf("index lists over the %.1f%% kept weights", 100*s.density))
 	}
 	slices.SortStableFunc(out, func(a, b KernelCost) int {
 		switch {
