@@ -779,154 +779,7 @@ extern "C" __global__ void __launch_bounds__(256) ex_mask_update(
   }
 }
 
-// ---- family sparse_csr ----
-// ex_csr_count: cnt[o] = kept reduction indices of output o. Element (o, p)
-// of the mask is Mk[o*so + p*sp].
-extern "C" __global__ void __launch_bounds__(256) ex_csr_count(const float* Mk, i32* cnt, i32 nout, i32 nred, i64 so, i64 sp) {
-  for (i64 o = ex_gtid(); o < nout; o += ex_gstride()) {
-    i32 c = 0;
-    for (i64 p = 0; p < nred; p++) c += Mk[o * so + p * sp] != 0.0f;
-    cnt[o] = c;
-  }
-}
-
-// ex_csr_scan: ptr[0..n] = exclusive prefix sums of cnt; one 256-thread block.
-extern "C" __global__ void __launch_bounds__(256) ex_csr_scan(const i32* cnt, i32* ptr, i32 n) {
-  __shared__ i32 sh[256];
-  const i32 t = (i32)ex_tid_x();
-  i32 carry = 0;
-  for (i32 base = 0; base < n; base += 256) {
-    sh[t] = base + t < n ? cnt[base + t] : 0;
-    ex_sync();
-    for (i32 s = 1; s < 256; s <<= 1) { // inclusive Hillis-Steele scan
-      const i32 add = t >= s ? sh[t - s] : 0;
-      ex_sync();
-      sh[t] += add;
-      ex_sync();
-    }
-    if (base + t < n) ptr[base + t + 1] = carry + sh[t];
-    carry += sh[255];
-    ex_sync();
-  }
-  if (t == 0) ptr[0] = 0;
-}
-
-// ex_csr_fill writes output o's list: idx (reduction index) and val (W·M;
-// for the weight gradient, DW, M itself, with ocol = o and zeros in D at
-// the pruned positions).
-template <int DW>
-EX_DEV void ex_csr_fill(const float* W, const float* Mk, const i32* ptr, i32* idx, float* val, i32* ocol, float* D,
-    i32 nout, i32 nred, i64 so, i64 sp) {
-  for (i64 o = ex_gtid(); o < nout; o += ex_gstride()) {
-    i32 e = ptr[o];
-    for (i64 p = 0; p < nred; p++) {
-      const i64 i = o * so + p * sp;
-      const float m = Mk[i];
-      if (m != 0.0f) {
-        idx[e] = (i32)p;
-        if (DW) { val[e] = m; ocol[e] = (i32)o; }
-        else val[e] = W[i] * m;
-        e++;
-      } else if (DW) {
-        D[i] = 0.0f;
-      }
-    }
-  }
-}
-extern "C" __global__ void __launch_bounds__(256) ex_csr_fill_w(const float* W, const float* Mk, const i32* ptr, i32* idx, float* val,
-    i32 nout, i32 nred, i64 so, i64 sp) {
-  ex_csr_fill<0>(W, Mk, ptr, idx, val, idx, val, nout, nred, so, sp);
-}
-extern "C" __global__ void __launch_bounds__(256) ex_csr_fill_dw(const float* Mk, const i32* ptr, i32* idx, float* val, i32* ocol,
-    float* D, i32 nout, i32 nred, i64 so, i64 sp) {
-  ex_csr_fill<1>(Mk, Mk, ptr, idx, val, ocol, D, nout, nred, so, sp);
-}
-
-// ex_csr_spmm: C[b, o] = epilogue(Σ_e val[e]·A[b, idx[e]]) over o's list.
-// Block: 8 warps x OUTS outputs, 64 batch rows (lane, lane + 32).
-template <int EPI, int ACT, int OUTS, int KC>
-EX_DEV void ex_csr_spmm(const float* A, const i32* ptr, const i32* idx, const float* val, const float* E, float* C,
-    i32 B, i32 nout, i32 nred) {
-  const i32 BR = 64, BO = 8 * OUTS;
-  __shared__ float As[KC][BR + 1];
-  __shared__ float Cs[BR][BO + 1];
-  const i32 tid = (i32)ex_tid_x(), lane = tid % 32, warp = tid / 32;
-  const i32 b0 = (i32)ex_bid_y() * BR, o0 = (i32)ex_bid_x() * BO + warp * OUTS;
-  float acc[OUTS][2];
-  i32 e[OUTS], end[OUTS];
-#pragma unroll
-  for (i32 q = 0; q < OUTS; q++) {
-    acc[q][0] = acc[q][1] = 0.0f;
-    const i32 o = o0 + q;
-    e[q] = o < nout ? ptr[o] : 0;
-    end[q] = o < nout ? ptr[o + 1] : 0;
-  }
-  for (i32 k0 = 0; k0 < nred; k0 += KC) {
-    // Stage A[b0:b0+BR, k0:k0+KC] as As[p][r], reading along A's rows.
-    for (i32 x = tid; x < BR * KC; x += 256) {
-      const i32 r = x / KC, p = x % KC;
-      const i32 gb = b0 + r, gp = k0 + p;
-      As[p][r] = (gb < B && gp < nred) ? A[(i64)gb * nred + gp] : 0.0f;
-    }
-    ex_sync();
-    const i32 k1 = k0 + KC;
-#pragma unroll
-    for (i32 q = 0; q < OUTS; q++) {
-      i32 ee = e[q];
-      for (; ee < end[q]; ee++) {
-        const i32 p = idx[ee];
-        if (p >= k1) break;
-        const float v = val[ee];
-        acc[q][0] += v * As[p - k0][lane];
-        acc[q][1] += v * As[p - k0][lane + 32];
-      }
-      e[q] = ee;
-    }
-    ex_sync();
-  }
-#pragma unroll
-  for (i32 q = 0; q < OUTS; q++) {
-    Cs[lane][warp * OUTS + q] = acc[q][0];
-    Cs[lane + 32][warp * OUTS + q] = acc[q][1];
-  }
-  ex_sync();
-  for (i32 x = tid; x < BR * BO; x += 256) {
-    const i32 r = x / BO, c = x % BO;
-    const i32 b = b0 + r, o = (i32)ex_bid_x() * BO + c;
-    if (b < B && o < nout) {
-      float v = Cs[r][c];
-      if (EPI == 1) v += E[o];
-      if (EPI == 2) v = ex_mul_act_grad<ACT>(v, E[(i64)b * nout + o]);
-      else v = ex_act<ACT>(v);
-      C[(i64)b * nout + o] = v;
-    }
-  }
-}
-
-// ex_csr_sddmm: D[k, j] = M[k, j]·Σ_b X[b, k]·dY[b, j] for every kept
-// (k, j) = (idx[e], ocol[e]), e < ptr[cols]; one thread per entry.
-extern "C" __global__ void __launch_bounds__(256) ex_csr_sddmm(const float* X, const float* dY, const i32* ptr, const i32* idx,
-    const i32* ocol, const float* val, float* D, i32 B, i32 rows, i32 cols) {
-  const i64 nnz = ptr[cols];
-  for (i64 e = ex_gtid(); e < nnz; e += ex_gstride()) {
-    const i64 k = idx[e], j = ocol[e];
-    float acc = 0.0f;
-    for (i64 b = 0; b < B; b++) acc += X[b * rows + k] * dY[b * cols + j];
-    D[k * cols + j] = acc * val[e];
-  }
-}
-
 // ---- entry points ----
-
-extern "C" __global__ void __launch_bounds__(256) ex_csr_spmm_bias_relu(const float* A, const i32* ptr, const i32* idx, const float* val,
-    const float* E, float* C, i32 B, i32 nout, i32 nred) {
-  ex_csr_spmm<1, 1, 4, 64>(A, ptr, idx, val, E, C, B, nout, nred);
-}
-
-extern "C" __global__ void __launch_bounds__(256) ex_csr_spmm_grad_relu(const float* A, const i32* ptr, const i32* idx, const float* val,
-    const float* E, float* C, i32 B, i32 nout, i32 nred) {
-  ex_csr_spmm<2, 1, 4, 64>(A, ptr, idx, val, E, C, B, nout, nred);
-}
 
 extern "C" __global__ void __launch_bounds__(256) ex_fill(float* Y, float v, i64 n) {
   for (i64 i = ex_gtid(); i < n; i += ex_gstride()) {
@@ -936,6 +789,10 @@ extern "C" __global__ void __launch_bounds__(256) ex_fill(float* Y, float v, i64
 
 extern "C" __global__ void __launch_bounds__(256) ex_gemm_nn_bias_none_64x16x16_4x1(const float* A, const float* B, const float* E, float* C, i32 M, i32 N, i32 K, i32 lda, i32 ldb) {
   ex_gemm<0, 0, 1, 0, 64, 16, 16, 4, 1>(A, B, E, C, M, N, K, lda, ldb);
+}
+
+extern "C" __global__ void __launch_bounds__(256) ex_gemm_nn_bias_relu_32x32x16_2x2(const float* A, const float* B, const float* E, float* C, i32 M, i32 N, i32 K, i32 lda, i32 ldb) {
+  ex_gemm<0, 0, 1, 1, 32, 32, 16, 2, 2>(A, B, E, C, M, N, K, lda, ldb);
 }
 
 extern "C" __global__ void __launch_bounds__(256) ex_gemm_nt_grad_relu_32x32x16_2x2(const float* A, const float* B, const float* E, float* C, i32 M, i32 N, i32 K, i32 lda, i32 ldb) {
@@ -979,17 +836,13 @@ extern "C" __global__ void __launch_bounds__(256) ex_xent_rows_loss(const float*
 // init fc2.b init               ex_fill<<<(6,1,1), (256,1,1)>>>(b5, 0, 1288)
 // init fc3.w init               ex_init_normal<<<(51,1,1), (256,1,1)>>>(b8, 0xaa4e7527110cc254, 0.03940552031195503, 12880)
 // init fc3.b init               ex_fill<<<(1,1,1), (256,1,1)>>>(b9, 0, 10)
-// program train: 20 kernels, 36 launches
+// program train: 20 kernels, 30 launches
 //   k0   fill               ex_fill<<<(1,1,1), (256,1,1)>>>(b27, 1, 1)
 //   k1   lr_schedule        ex_lr_constant<<<(1,1,1), (1,1,1)>>>(b20, b38, 0.05, 0, 0, 702)
-//   k2   masked_matmul      ex_csr_count<<<(6,1,1), (256,1,1)>>>(b2, scratch+256, 1288, 784, 1, 1288)
-//   k2   masked_matmul      ex_csr_scan<<<(1,1,1), (256,1,1)>>>(scratch+256, scratch+5632, 1288)
-//   k2   masked_matmul      ex_csr_fill_w<<<(6,1,1), (256,1,1)>>>(b0, b2, scratch+5632, scratch+11008, scratch+4050176, 1288, 784, 1, 1288)
-//   k2   masked_matmul      ex_csr_spmm_bias_relu<<<(41,4,1), (256,1,1)>>>(b18, scratch+5632, scratch+11008, scratch+4050176, b1, b24, 256, 1288, 784)
-//   k3   masked_matmul      ex_csr_count<<<(6,1,1), (256,1,1)>>>(b6, scratch+256, 1288, 1288, 1, 1288)
-//   k3   masked_matmul      ex_csr_scan<<<(1,1,1), (256,1,1)>>>(scratch+256, scratch+5632, 1288)
-//   k3   masked_matmul      ex_csr_fill_w<<<(6,1,1), (256,1,1)>>>(b4, b6, scratch+5632, scratch+11008, scratch+6646784, 1288, 1288, 1, 1288)
-//   k3   masked_matmul      ex_csr_spmm_bias_relu<<<(41,4,1), (256,1,1)>>>(b24, scratch+5632, scratch+11008, scratch+6646784, b5, b25, 256, 1288, 1288)
+//   k2   masked_matmul      ex_mask_mul<<<(3945,1,1), (256,1,1)>>>(b0, b2, scratch+256, 1009792)
+//   k2   masked_matmul      ex_gemm_nn_bias_relu_32x32x16_2x2<<<(41,8,1), (256,1,1)>>>(b18, scratch+256, b1, b24, 256, 1288, 784, 784, 1288)
+//   k3   masked_matmul      ex_mask_mul<<<(4096,1,1), (256,1,1)>>>(b4, b6, scratch+256, 1658944)
+//   k3   masked_matmul      ex_gemm_nn_bias_relu_32x32x16_2x2<<<(41,8,1), (256,1,1)>>>(b24, scratch+256, b5, b25, 256, 1288, 1288, 1288, 1288)
 //   k4   masked_matmul      ex_mask_mul<<<(51,1,1), (256,1,1)>>>(b8, b10, scratch+256, 12880)
 //   k4   masked_matmul      ex_gemm_nn_bias_none_64x16x16_4x1<<<(1,4,1), (256,1,1)>>>(b25, scratch+256, b9, b26, 256, 10, 1288, 1288, 10)
 //   k5   softmax_xent_fused ex_labels_prep<<<(1,1,1), (256,1,1)>>>(b19, 256, 10, scratch+256, status, 1537)
@@ -1004,10 +857,8 @@ extern "C" __global__ void __launch_bounds__(256) ex_xent_rows_loss(const float*
 //   k10  sgd                ex_sgd_plain<<<(51,1,1), (256,1,1)>>>(b8, b31, b16, b38, b8, b16, 0.9, 0, 12880)
 //   k11  reduce_sum         ex_reduce_cols<<<(6,1,1), (256,1,1)>>>(b32, b33, 256, 1288, 1288)
 //   k12  sgd                ex_sgd_plain<<<(6,1,1), (256,1,1)>>>(b5, b33, b15, b38, b5, b15, 0.9, 0, 1288)
-//   k13  masked_matmul      ex_csr_count<<<(6,1,1), (256,1,1)>>>(b6, scratch+256, 1288, 1288, 1288, 1)
-//   k13  masked_matmul      ex_csr_scan<<<(1,1,1), (256,1,1)>>>(scratch+256, scratch+5632, 1288)
-//   k13  masked_matmul      ex_csr_fill_w<<<(6,1,1), (256,1,1)>>>(b4, b6, scratch+5632, scratch+11008, scratch+6646784, 1288, 1288, 1288, 1)
-//   k13  masked_matmul      ex_csr_spmm_grad_relu<<<(41,4,1), (256,1,1)>>>(b32, scratch+5632, scratch+11008, scratch+6646784, b24, b35, 256, 1288, 1288)
+//   k13  masked_matmul      ex_mask_mul<<<(4096,1,1), (256,1,1)>>>(b4, b6, scratch+256, 1658944)
+//   k13  masked_matmul      ex_gemm_nt_grad_relu_32x32x16_2x2<<<(41,8,1), (256,1,1)>>>(b32, scratch+256, b24, b35, 256, 1288, 1288, 1288, 1288)
 //   k14  reduce_sum         ex_reduce_cols<<<(6,1,1), (256,1,1)>>>(b35, b36, 256, 1288, 1288)
 //   k15  sgd                ex_sgd_plain<<<(6,1,1), (256,1,1)>>>(b1, b36, b13, b38, b1, b13, 0.9, 0, 1288)
 //   k16  masked_matmul_dw   ex_gemm_tn_plain_none_64x64x16_4x4<<<(21,13,1), (256,1,1)>>>(b18, b35, b37, b37, 784, 1288, 256, 784, 1288)
@@ -1016,15 +867,11 @@ extern "C" __global__ void __launch_bounds__(256) ex_xent_rows_loss(const float*
 //   k18  masked_matmul_dw   ex_gemm_tn_plain_none_64x64x16_4x4<<<(21,21,1), (256,1,1)>>>(b24, b32, b34, b34, 1288, 1288, 256, 1288, 1288)
 //   k18  masked_matmul_dw   ex_mask_mul<<<(4096,1,1), (256,1,1)>>>(b34, b6, b34, 1658944)
 //   k19  sgd                ex_sgd_plain<<<(4096,1,1), (256,1,1)>>>(b4, b34, b14, b38, b4, b14, 0.9, 0, 1658944)
-// program eval: 5 kernels, 15 launches
-//   k0   masked_matmul      ex_csr_count<<<(6,1,1), (256,1,1)>>>(b2, scratch+256, 1288, 784, 1, 1288)
-//   k0   masked_matmul      ex_csr_scan<<<(1,1,1), (256,1,1)>>>(scratch+256, scratch+5632, 1288)
-//   k0   masked_matmul      ex_csr_fill_w<<<(6,1,1), (256,1,1)>>>(b0, b2, scratch+5632, scratch+11008, scratch+4050176, 1288, 784, 1, 1288)
-//   k0   masked_matmul      ex_csr_spmm_bias_relu<<<(41,4,1), (256,1,1)>>>(b21, scratch+5632, scratch+11008, scratch+4050176, b1, b39, 256, 1288, 784)
-//   k1   masked_matmul      ex_csr_count<<<(6,1,1), (256,1,1)>>>(b6, scratch+256, 1288, 1288, 1, 1288)
-//   k1   masked_matmul      ex_csr_scan<<<(1,1,1), (256,1,1)>>>(scratch+256, scratch+5632, 1288)
-//   k1   masked_matmul      ex_csr_fill_w<<<(6,1,1), (256,1,1)>>>(b4, b6, scratch+5632, scratch+11008, scratch+6646784, 1288, 1288, 1, 1288)
-//   k1   masked_matmul      ex_csr_spmm_bias_relu<<<(41,4,1), (256,1,1)>>>(b39, scratch+5632, scratch+11008, scratch+6646784, b5, b40, 256, 1288, 1288)
+// program eval: 5 kernels, 11 launches
+//   k0   masked_matmul      ex_mask_mul<<<(3945,1,1), (256,1,1)>>>(b0, b2, scratch+256, 1009792)
+//   k0   masked_matmul      ex_gemm_nn_bias_relu_32x32x16_2x2<<<(41,8,1), (256,1,1)>>>(b21, scratch+256, b1, b39, 256, 1288, 784, 784, 1288)
+//   k1   masked_matmul      ex_mask_mul<<<(4096,1,1), (256,1,1)>>>(b4, b6, scratch+256, 1658944)
+//   k1   masked_matmul      ex_gemm_nn_bias_relu_32x32x16_2x2<<<(41,8,1), (256,1,1)>>>(b39, scratch+256, b5, b40, 256, 1288, 1288, 1288, 1288)
 //   k2   masked_matmul      ex_mask_mul<<<(51,1,1), (256,1,1)>>>(b8, b10, scratch+256, 12880)
 //   k2   masked_matmul      ex_gemm_nn_bias_none_64x16x16_4x1<<<(1,4,1), (256,1,1)>>>(b40, scratch+256, b9, b41, 256, 10, 1288, 1288, 10)
 //   k3   softmax_xent       ex_labels_prep<<<(1,1,1), (256,1,1)>>>(b22, 256, 10, scratch+256, status, 1025)
