@@ -23,7 +23,10 @@
 #                                     # the MLP runs ~50 samples/s emulated, and a contrastive
 #                                     # spec (batch 512, 1024 wide) takes minutes per step
 #
-# EXPC_GPU_CHECK_STEPS=N sets the training steps (default 100, 2 with --fake).
+# EXPC_GPU_CHECK_STEPS=N sets the training steps (default 100, 2 with --fake);
+# EXPC_GPU_CHECK_SPECS=all trains every contrastive, MoE and sparse spec, not
+# only the first of each, and a list (EXPC_GPU_CHECK_SPECS=sparse/gradual.cue,moe/mlp.cue)
+# trains those; EXPC_GPU_CHECK_KERNELS=0 skips the kernel table.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bin=bin/cuda-gpucheck.test
