@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"sync"
 
 	"github.com/expc-dev/expc/schema"
 )
@@ -34,11 +35,24 @@ type Views struct {
 	perm     []int32
 	epoch    int
 	epcg     rand.PCG
-	pcg      rand.PCG
-	rng      *rand.Rand // draws from pcg
-	byClass  [][]int32  // same_class: example indices per label
-	buf      []float32  // one image on the [0, 1] scale
-	tmp      []float32
+	byClass  [][]int32 // same_class: example indices per label
+	rowState           // the draws and scratch of the goroutine calling Fill
+}
+
+// rowState is what making one row needs besides the read-only Views: its
+// random stream and an image's scratch. Each goroutine that fills rows
+// has its own.
+type rowState struct {
+	pcg rand.PCG
+	rng *rand.Rand // draws from pcg
+	buf []float32  // one image on the [0, 1] scale
+	tmp []float32
+}
+
+func newRowState(features int) *rowState {
+	st := &rowState{buf: make([]float32, features), tmp: make([]float32, features)}
+	st.rng = rand.New(&st.pcg)
+	return st
 }
 
 // NewViews iterates split as NewBatcher does, making two views per example.
@@ -53,7 +67,8 @@ func NewViews(split Split, features, batch int, shuffle bool, seed uint64, cfg s
 	}
 	v := &Views{split: split, features: features, batch: batch, shuffle: shuffle,
 		seed: seed ^ uint64(cfg.Seed)*0x9e3779b97f4a7c15, cfg: cfg, steps: split.N / batch, epoch: -1,
-		mean: norm.Mean, std: norm.Std, buf: make([]float32, features), tmp: make([]float32, features)}
+		mean: norm.Mean, std: norm.Std}
+	v.rowState = rowState{buf: make([]float32, features), tmp: make([]float32, features)}
 	if s := int(math.Round(math.Sqrt(float64(features)))); s*s == features && s > 1 {
 		v.side = s
 	}
@@ -85,28 +100,40 @@ func (v *Views) Rows() int { return 2 * v.batch }
 // labels into y and their examples' indices in the split into ids (Rows()
 // each; ids may be nil).
 func (v *Views) Fill(step int, x []float32, y, ids []int32) {
+	v.startStep(step)
+	v.fillRows(&v.rowState, step, 0, v.batch, x, y, ids)
+}
+
+// startStep readies the epoch permutation of step; the rows of the step can
+// then be filled in any order, by any number of goroutines (fillRows).
+func (v *Views) startStep(step int) {
 	if v.steps == 0 {
 		panic(fmt.Sprintf("data: Views.Fill: %d examples are fewer than one batch of %d", v.split.N, v.batch))
 	}
-	epoch, k := step/v.steps, step%v.steps
-	if v.shuffle && epoch != v.epoch {
+	if epoch := step / v.steps; v.shuffle && epoch != v.epoch {
 		v.epcg.Seed(v.seed, uint64(epoch))
 		permute(v.perm, &v.epcg)
 		v.epoch = epoch
 	}
+}
+
+// fillRows writes the two views of examples [lo, hi) of step, drawing from
+// st: row i's draws are seeded by (step, i) alone.
+func (v *Views) fillRows(st *rowState, step, lo, hi int, x []float32, y, ids []int32) {
+	k := step % v.steps
 	F, N := v.features, v.batch
-	for i := range N {
+	for i := lo; i < hi; i++ {
 		r := k*N + i
 		if v.shuffle {
 			r = int(v.perm[r])
 		}
 		other := r
-		v.pcg.Seed(v.seed^0x76696577, uint64(step)<<20|uint64(i))
+		st.pcg.Seed(v.seed^0x76696577, uint64(step)<<20|uint64(i))
 		if v.cfg.Pairing == "same_class" {
-			other = v.sameClass(r)
+			other = v.sameClass(st, r)
 		}
-		v.augment(x[i*F:(i+1)*F], v.split.X[r*F:(r+1)*F])
-		v.augment(x[(N+i)*F:(N+i+1)*F], v.split.X[other*F:(other+1)*F])
+		v.augment(st, x[i*F:(i+1)*F], v.split.X[r*F:(r+1)*F])
+		v.augment(st, x[(N+i)*F:(N+i+1)*F], v.split.X[other*F:(other+1)*F])
 		y[i], y[N+i] = v.split.Y[r], v.split.Y[r]
 		if ids != nil {
 			ids[i], ids[N+i] = int32(r), int32(r)
@@ -117,12 +144,12 @@ func (v *Views) Fill(step int, x []float32, y, ids []int32) {
 // sameClass draws another example with r's label uniformly (r itself when
 // it is the only one): a slot among the first len−1, with r's slot standing
 // for the last.
-func (v *Views) sameClass(r int) int {
+func (v *Views) sameClass(st *rowState, r int) int {
 	c := v.byClass[v.split.Y[r]]
 	if len(c) < 2 {
 		return r
 	}
-	j := int(c[bounded(&v.pcg, uint64(len(c)-1))])
+	j := int(c[bounded(&st.pcg, uint64(len(c)-1))])
 	if j == r {
 		j = int(c[len(c)-1])
 	}
@@ -130,16 +157,16 @@ func (v *Views) sameClass(r int) int {
 }
 
 // augment writes one augmented copy of src (standardised) into dst.
-func (v *Views) augment(dst, src []float32) {
+func (v *Views) augment(st *rowState, dst, src []float32) {
 	c, F := v.cfg, v.features
-	u := v.buf
+	u := st.buf
 	for j, s := range src { // back to the [0, 1] scale
 		u[j] = s*v.stdOf(j) + v.meanOf(j)
 	}
 	if v.side > 0 {
-		v.shiftFlip(u)
+		v.shiftFlip(st, u)
 	}
-	r := v.rng
+	r := st.rng
 	if c.Brightness > 0 {
 		d := float32((2*r.Float64() - 1) * c.Brightness)
 		for j := range u {
@@ -179,8 +206,8 @@ func (v *Views) augment(dst, src []float32) {
 
 // shiftFlip shifts the image by up to crop pixels each way (zero padding)
 // and flips it horizontally with probability 1/2.
-func (v *Views) shiftFlip(u []float32) {
-	c, S, r := v.cfg, v.side, v.rng
+func (v *Views) shiftFlip(st *rowState, u []float32) {
+	c, S, r := v.cfg, v.side, st.rng
 	dx, dy := 0, 0
 	if c.Crop > 0 {
 		dx, dy = r.IntN(2*c.Crop+1)-c.Crop, r.IntN(2*c.Crop+1)-c.Crop
@@ -189,7 +216,7 @@ func (v *Views) shiftFlip(u []float32) {
 	if dx == 0 && dy == 0 && !flip {
 		return
 	}
-	t := v.tmp
+	t := st.tmp
 	for i := range S {
 		si := i + dy
 		for j := range S {
@@ -227,26 +254,40 @@ func (v *Views) stdOf(j int) float32 {
 	return v.std[j]
 }
 
-// ViewPrefetcher fills the next step's views in a background goroutine
-// while the caller computes on the current ones, as Prefetcher does for
-// batches. Next does not allocate.
+// ViewPrefetcher fills the next step's views in the background while the
+// caller computes on the current ones, as Prefetcher does for batches, with
+// a step's examples split over one or more goroutines (augmentation costs
+// far more than copying a batch: on a GPU it is what a contrastive step
+// waits for). Next does not allocate.
 type ViewPrefetcher struct {
-	v   Views
-	xs  [2][]float32
-	ys  [2][]int32
-	ids [2][]int32
-	db  doubleBuffer
+	v       Views
+	xs      [2][]float32
+	ys      [2][]int32
+	ids     [2][]int32
+	db      doubleBuffer
+	helpers []viewHelper  // goroutines beyond the filler
+	done    chan struct{} // a helper finished its rows
+	exited  sync.WaitGroup
 }
 
-// Prefetcher starts prefetching the views of steps start, start+1, ...
-func (v *Views) Prefetcher(start int) *ViewPrefetcher {
+// viewHelper fills the rows it is sent, with its own draws and scratch.
+type viewHelper struct {
+	st   *rowState
+	jobs chan viewJob
+}
+
+type viewJob struct{ step, slot, lo, hi int }
+
+// Prefetcher starts prefetching the views of steps start, start+1, ... on
+// workers goroutines (at least one). The rows do not depend on workers.
+func (v *Views) Prefetcher(start, workers int) *ViewPrefetcher {
 	if v.steps == 0 {
 		panic(fmt.Sprintf("data: Views.Prefetcher: %d examples are fewer than one batch of %d", v.split.N, v.batch))
 	}
 	p := &ViewPrefetcher{v: *v}
 	p.v.epoch = -1
-	p.v.rng = rand.New(&p.v.pcg)
-	p.v.buf, p.v.tmp = make([]float32, v.features), make([]float32, v.features)
+	p.v.rowState = *newRowState(v.features)
+	p.v.rng = rand.New(&p.v.pcg) // the copy's own stream, not newRowState's
 	if v.shuffle {
 		p.v.perm = make([]int32, len(v.perm))
 	}
@@ -255,8 +296,40 @@ func (v *Views) Prefetcher(start int) *ViewPrefetcher {
 		p.ys[i] = make([]int32, v.Rows())
 		p.ids[i] = make([]int32, v.Rows())
 	}
-	p.db.start(start, func(step, slot int) { p.v.Fill(step, p.xs[slot], p.ys[slot], p.ids[slot]) })
+	p.helpers = make([]viewHelper, max(1, min(workers, v.batch))-1)
+	p.done = make(chan struct{}, len(p.helpers))
+	for i := range p.helpers {
+		h := &p.helpers[i]
+		h.st, h.jobs = newRowState(v.features), make(chan viewJob, 1)
+		p.exited.Add(1)
+		go p.help(h)
+	}
+	p.db.start(start, p.fill)
 	return p
+}
+
+// fill makes step's rows in slot: the filler takes the first share of the
+// examples and each helper one of the others.
+func (p *ViewPrefetcher) fill(step, slot int) {
+	p.v.startStep(step)
+	n := p.v.batch
+	per := (n + len(p.helpers)) / (len(p.helpers) + 1)
+	for i := range p.helpers {
+		lo := min(n, (i+1)*per)
+		p.helpers[i].jobs <- viewJob{step, slot, lo, min(n, lo+per)}
+	}
+	p.v.fillRows(&p.v.rowState, step, 0, min(n, per), p.xs[slot], p.ys[slot], p.ids[slot])
+	for range p.helpers {
+		<-p.done
+	}
+}
+
+func (p *ViewPrefetcher) help(h *viewHelper) {
+	defer p.exited.Done()
+	for j := range h.jobs {
+		p.v.fillRows(h.st, j.step, j.lo, j.hi, p.xs[j.slot], p.ys[j.slot], p.ids[j.slot])
+		p.done <- struct{}{}
+	}
 }
 
 // Next returns the rows and labels of the next step; IDs returns their
@@ -269,5 +342,14 @@ func (p *ViewPrefetcher) Next() (x []float32, y []int32) {
 // IDs are the dataset indices of the rows Next returned last.
 func (p *ViewPrefetcher) IDs() []int32 { return p.ids[p.db.held] }
 
-// Close stops the background goroutine and waits for it to exit.
-func (p *ViewPrefetcher) Close() { p.db.close() }
+// Close stops the background goroutines and waits for them to exit.
+func (p *ViewPrefetcher) Close() {
+	if p.db.closed {
+		return
+	}
+	p.db.close() // the filler has exited, so no job is in flight
+	for i := range p.helpers {
+		close(p.helpers[i].jobs)
+	}
+	p.exited.Wait()
+}

@@ -1,7 +1,9 @@
 package data
 
 import (
+	"fmt"
 	"math"
+	"math/rand/v2"
 	"slices"
 	"testing"
 
@@ -44,12 +46,21 @@ func TestViewsReproducible(t *testing.T) {
 	if !slices.Equal(x7, x7b) || !slices.Equal(y7, y7b) || !slices.Equal(i7, i7b) {
 		t.Fatal("step 7 differs when filled again")
 	}
-	p := v.Prefetcher(6)
-	defer p.Close()
-	p.Next()
-	px, py := p.Next()
-	if !slices.Equal(px, x7) || !slices.Equal(py, y7) || !slices.Equal(p.IDs(), i7) {
-		t.Fatal("the prefetcher's step 7 differs from Fill's")
+	// Any number of workers gives Fill's rows (3 splits the batch of 8
+	// unevenly, 20 is more workers than examples); step 5 starts an epoch.
+	for _, workers := range []int{1, 3, 8, 20} {
+		p := v.Prefetcher(4, workers)
+		p.Next()
+		x5, y5, i5 := fill(5)
+		if px, py := p.Next(); !slices.Equal(px, x5) || !slices.Equal(py, y5) || !slices.Equal(p.IDs(), i5) {
+			t.Fatalf("%d workers: the prefetcher's step 5 differs from Fill's", workers)
+		}
+		p.Next()
+		if px, py := p.Next(); !slices.Equal(px, x7) || !slices.Equal(py, y7) || !slices.Equal(p.IDs(), i7) {
+			t.Fatalf("%d workers: the prefetcher's step 7 differs from Fill's", workers)
+		}
+		p.Close()
+		p.Close() // a second Close does nothing
 	}
 }
 
@@ -121,4 +132,31 @@ func maxDiff(a, b []float32) float64 {
 		m = max(m, math.Abs(float64(a[i]-b[i])))
 	}
 	return m
+}
+
+// BenchmarkViewPrefetcher: SimCLR steps (batch 512, two views of 28×28
+// images, every augmentation on) made by 1, 2 and 4 goroutines, as
+// examples per second. With GOMAXPROCS above the worker count the rate
+// should grow with the workers until the consumer becomes the limit.
+func BenchmarkViewPrefetcher(b *testing.B) {
+	r := rand.New(rand.NewPCG(1, 2))
+	s := Split{X: make([]float32, 20000*784), Y: make([]int32, 20000), N: 20000}
+	for i := range s.X {
+		s.X[i] = float32(r.NormFloat64())
+	}
+	cfg := schema.Views{Crop: 4, Flip: true, Erase: 0.25, Brightness: 0.3, Contrast: 0.3, Noise: 0.05}
+	v, err := NewViews(s, 784, 512, true, 1, cfg, Norm{Mean: []float32{0.286}, Std: []float32{0.353}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, workers := range []int{1, 2, 4} {
+		b.Run(fmt.Sprintf("workers=%d", workers), func(b *testing.B) {
+			p := v.Prefetcher(0, workers)
+			defer p.Close()
+			for b.Loop() {
+				p.Next()
+			}
+			b.ReportMetric(float64(b.N)*512/b.Elapsed().Seconds(), "examples/s")
+		})
+	}
 }

@@ -178,3 +178,29 @@ func TestContrastiveRun(t *testing.T) {
 		t.Errorf("no alignment/uniformity line in %s", b)
 	}
 }
+
+// TestContrastiveDataWorkers: splitting the making of views over several
+// goroutines (as a GPU run does) trains exactly as one goroutine does.
+func TestContrastiveDataWorkers(t *testing.T) {
+	res := mustBuild(t, writeSpec(t, contrastiveSpec), Options{OptLevel: 1, MemoryLimit: -1})
+	be, err := backends.Open("cpu")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var losses []float64
+	for _, workers := range []int{1, 3} {
+		exe, err := be.Prepare(res.Plan)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sum, _, err := runner.Run(context.Background(), res.Plan, exe, "cpu", runner.Options{RunsDir: t.TempDir(), Steps: 12, DataWorkers: workers})
+		exe.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		losses = append(losses, sum.Final.TrainLoss)
+	}
+	if losses[0] != losses[1] || math.IsNaN(losses[0]) {
+		t.Errorf("final training loss %v with one view worker, %v with three", losses[0], losses[1])
+	}
+}

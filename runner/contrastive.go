@@ -77,7 +77,7 @@ func (t *trainer) setupContrastive(set *data.Set) error {
 
 func (t *trainer) newFeeder(start int) feeder {
 	if t.ctr != nil {
-		t.ctr.pf = t.ctr.views.Prefetcher(start)
+		t.ctr.pf = t.ctr.views.Prefetcher(start, t.opts.DataWorkers)
 		return t.ctr.pf
 	}
 	return t.batcher.Prefetcher(start)

@@ -18,6 +18,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"runtime"
 	"time"
 
 	"github.com/google/uuid"
@@ -41,6 +42,20 @@ type Options struct {
 	Terminal bool             // a one-line bar redrawn in place, instead of plain lines every log_every steps
 	Resume   string           // a run directory to continue from its checkpoint
 	Now      func() time.Time // the clock; default time.Now
+	// DataWorkers is how many goroutines make a contrastive step's views;
+	// 0 picks (defaultDataWorkers). The views do not depend on it.
+	DataWorkers int
+}
+
+// defaultDataWorkers: on the CPU backend one goroutine makes the views,
+// as the kernels keep every thread busy; on a GPU the host is otherwise
+// idle and augmenting views is what a contrastive step waits for, so up to
+// eight share the work.
+func defaultDataWorkers(backendName string) int {
+	if backendName == "cpu" {
+		return 1
+	}
+	return max(1, min(8, runtime.GOMAXPROCS(0)-1))
 }
 
 // trainer is one session of a run.
@@ -98,6 +113,9 @@ func Run(ctx context.Context, plan *ir.Plan, exe backends.Executable, backendNam
 	}
 	if opts.Progress == nil {
 		opts.Progress = io.Discard
+	}
+	if opts.DataWorkers <= 0 {
+		opts.DataWorkers = defaultDataWorkers(backendName)
 	}
 	t := &trainer{plan: plan, exe: exe, opts: opts}
 	t.segStart = opts.Now()
