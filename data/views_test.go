@@ -124,6 +124,12 @@ func TestViewsSameClass(t *testing.T) {
 			}
 		}
 	}
+	// Four goroutines draw the same partners as Fill.
+	p := v.Prefetcher(7, 4)
+	defer p.Close()
+	if px, _ := p.Next(); !slices.Equal(px, x) || !slices.Equal(p.IDs(), ids) {
+		t.Fatal("the prefetcher's step 7 differs from Fill's")
+	}
 }
 
 func maxDiff(a, b []float32) float64 {
