@@ -49,10 +49,11 @@ type rowState struct {
 	tmp []float32
 }
 
-func newRowState(features int) *rowState {
-	st := &rowState{buf: make([]float32, features), tmp: make([]float32, features)}
+// init gives st fresh scratch for images of features values and points
+// its draws at its own stream (a copied rowState must be re-initialised).
+func (st *rowState) init(features int) {
+	st.buf, st.tmp = make([]float32, features), make([]float32, features)
 	st.rng = rand.New(&st.pcg)
-	return st
 }
 
 // NewViews iterates split as NewBatcher does, making two views per example.
@@ -68,11 +69,10 @@ func NewViews(split Split, features, batch int, shuffle bool, seed uint64, cfg s
 	v := &Views{split: split, features: features, batch: batch, shuffle: shuffle,
 		seed: seed ^ uint64(cfg.Seed)*0x9e3779b97f4a7c15, cfg: cfg, steps: split.N / batch, epoch: -1,
 		mean: norm.Mean, std: norm.Std}
-	v.rowState = rowState{buf: make([]float32, features), tmp: make([]float32, features)}
+	v.rowState.init(features)
 	if s := int(math.Round(math.Sqrt(float64(features)))); s*s == features && s > 1 {
 		v.side = s
 	}
-	v.rng = rand.New(&v.pcg)
 	if shuffle {
 		v.perm = make([]int32, split.N)
 	}
@@ -286,8 +286,7 @@ func (v *Views) Prefetcher(start, workers int) *ViewPrefetcher {
 	}
 	p := &ViewPrefetcher{v: *v}
 	p.v.epoch = -1
-	p.v.rowState = *newRowState(v.features)
-	p.v.rng = rand.New(&p.v.pcg) // the copy's own stream, not newRowState's
+	p.v.rowState.init(v.features)
 	if v.shuffle {
 		p.v.perm = make([]int32, len(v.perm))
 	}
@@ -300,7 +299,8 @@ func (v *Views) Prefetcher(start, workers int) *ViewPrefetcher {
 	p.done = make(chan struct{}, len(p.helpers))
 	for i := range p.helpers {
 		h := &p.helpers[i]
-		h.st, h.jobs = newRowState(v.features), make(chan viewJob, 1)
+		h.st, h.jobs = new(rowState), make(chan viewJob, 1)
+		h.st.init(v.features)
 		p.exited.Add(1)
 		go p.help(h)
 	}

@@ -73,7 +73,7 @@ func TestGPUCheck(t *testing.T) {
 		line, err := trainBoth(spec, steps, cb, gb)
 		if err != nil {
 			failed++
-			fmt.Printf("%-40s ERROR %v\n", spec, err)
+			fmt.Printf("%-40s ERROR %v\n", strings.TrimPrefix(spec, "../../specs/"), err)
 			continue
 		}
 		fmt.Println(line)
