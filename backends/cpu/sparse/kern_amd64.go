@@ -41,10 +41,10 @@ func nmFwdN2AVX512(ngroups int, x *float32, ldx int, bp, c *float32, ldc int, ac
 func nmFwdN3AVX512(ngroups int, x *float32, ldx int, bp, c *float32, ldc int, accumulate int)
 
 //go:noescape
-func nmDWN1AVX512(nb int, x, y, idx, out *float32)
+func nmDWN1AVX512(nb int, x, y *float32, ldy int, idx, out *float32, ldo int)
 
 //go:noescape
-func nmDWN2AVX512(nb int, x, y, idx, out *float32)
+func nmDWN2AVX512(nb int, x, y *float32, ldy int, idx, out *float32, ldo int)
 
 //go:noescape
 func nmDXN1AVX512(ngroups int, cnt, ent *int32, w *float32, ldw int, yt, acc *float32)
@@ -110,22 +110,24 @@ func init() {
 		if ngroups == 0 {
 			return
 		}
-		_ = x[(nmRows-1)*ldx+4*ngroups-1]
+		_ = x[(nmRows-1)*ldx+4*ngroups-1+nmOverRead]
 		_ = bp[ngroups*64*n-1]
 		_ = c[(nmRows-1)*ldc+31]
 		fwd[n](ngroups, &x[0], ldx, &bp[0], &c[0], ldc, accumulate)
 	}
-	dw := [3]func(int, *float32, *float32, *float32, *float32){nil, nmDWN1AVX512, nmDWN2AVX512}
-	nmDW = func(n, nb int, x, y, idx, out []float32) {
+	dw := [3]func(int, *float32, *float32, int, *float32, *float32, int){nil, nmDWN1AVX512, nmDWN2AVX512}
+	nmDW = func(n, nb int, x, y []float32, ldy int, idx, out []float32, ldo int) {
+		_ = out[11*ldo+31]
 		if nb == 0 {
-			clear(out[:3*n*32])
+			for r := range 12 {
+				clear(out[r*ldo : r*ldo+32])
+			}
 			return
 		}
-		_ = x[nb*12-1]
-		_ = y[nb*32-1]
+		_ = x[nb*12-1+4]
+		_ = y[(nb-1)*ldy+31]
 		_ = idx[3*n*32-1]
-		_ = out[3*n*32-1]
-		dw[n](nb, &x[0], &y[0], &idx[0], &out[0])
+		dw[n](nb, &x[0], &y[0], ldy, &idx[0], &out[0], ldo)
 	}
 	dx := [4]func(int, *int32, *int32, *float32, int, *float32, *float32){nil, nmDXN1AVX512, nmDXN2AVX512, nmDXN3AVX512}
 	nmDX = func(n, ngroups int, cnt, ent []int32, w []float32, ldw int, yt, acc []float32) {

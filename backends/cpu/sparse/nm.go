@@ -73,6 +73,7 @@ const (
 	nmColBlock = 4   // forward: column panels per block
 	nmKBlock   = 128 // forward: groups per k block (384 inputs)
 	nmChunk    = 128 // input gradient: columns of W per chunk (32 KiB of dYᵀ)
+	nmOverRead = 12  // forward: floats the kernel reads past a row's last group
 )
 
 // NewNM returns the n:4 kernel for one product (1 <= n <= 3).
@@ -214,7 +215,8 @@ func (k *NM) buildWeight() {
 						if j < cols && 3*q+g < k.groups {
 							i = k.idx[((3*q+g)*n+s)*cols+j]
 						}
-						d[(g*n+s)*32+l] = math.Float32frombits(uint32(i))
+						// the kernel picks from the strip's twelve columns
+						d[(g*n+s)*32+l] = math.Float32frombits(uint32(4*g) + uint32(i))
 					}
 				}
 			}
@@ -281,7 +283,7 @@ func (k *NM) Run(p *pool.Pool, a, w, dy, c []float32, ep *Epilogue) {
 	case Forward:
 		for len(k.tile) < workers {
 			k.tile = append(k.tile, make([]float32, nmRows*32))
-			k.xrows = append(k.xrows, make([]float32, nmRows*k.s.Rows))
+			k.xrows = append(k.xrows, make([]float32, nmRows*k.s.Rows+nmOverRead))
 		}
 		k.tPack.run(p, k.groups, 16, k.fPack)
 		rowPanels := ceilDiv(k.s.Batch, nmRows)
@@ -299,13 +301,13 @@ func (k *NM) Run(p *pool.Pool, a, w, dy, c []float32, ep *Epilogue) {
 		}
 	case Weight:
 		strips := k.dwGroups / 3
-		if len(k.xstrips) < strips*k.s.Batch*12 {
-			k.xstrips = make([]float32, strips*k.s.Batch*12)
+		if len(k.xstrips) < strips*k.s.Batch*12+4 { // the kernel reads 4 past the end
+			k.xstrips = make([]float32, strips*k.s.Batch*12+4)
 		}
 		for len(k.ypanel) < workers {
 			k.ypanel = append(k.ypanel, make([]float32, k.s.Batch*32))
 			k.ypanelJ = append(k.ypanelJ, -1)
-			k.dout = append(k.dout, make([]float32, 3*3*2*16))
+			k.dout = append(k.dout, make([]float32, 12*32))
 		}
 		for i := range k.ypanelJ {
 			k.ypanelJ[i] = -1
@@ -383,7 +385,9 @@ func (k *NM) forwardRows(w, lo, hi int) {
 			accumulate = 1
 		}
 		x := k.a[r0*ldx+4*g0:]
-		if rn < nmRows { // the last row panel: its rows, then zeros
+		// The last row panel when short, or when the kernel's reads past
+		// the last group would leave a: its rows, then zeros.
+		if rn < nmRows || len(x) < (nmRows-1)*ldx+4*(g1-g0)+nmOverRead {
 			xs := k.xrows[w]
 			clear(xs)
 			for r := range rn {
@@ -439,17 +443,20 @@ func (k *NM) stripChunk(_, lo, hi int) {
 }
 
 // weightTiles computes tiles [lo, hi) of the weight gradient: tile t is
-// column panel t / strips, strip t % strips.
+// column panel t / strips, strip t % strips. Each worker copies the
+// panel's 32 columns of dY (zero-padded past the last column) when its
+// panel changes: read in place, 4 KiB apart, they cost the kernel about
+// 25% more. Full tiles write dW's rows directly, a strip past the last
+// group through a scratch tile.
 func (k *NM) weightTiles(w, lo, hi int) {
 	cols, batch, n := k.s.Cols, k.s.Batch, k.n
 	strips := k.dwGroups / 3
-	out := k.dout[w]
 	for t := lo; t < hi; t++ {
 		jp, q := t/strips, t%strips
 		j0 := jp * 32
 		cn := min(32, cols-j0)
+		yp := k.ypanel[w]
 		if k.ypanelJ[w] != jp {
-			yp := k.ypanel[w]
 			if cn == 32 {
 				for b := range batch {
 					*(*[32]float32)(yp[b*32:]) = *(*[32]float32)(k.dy[b*cols+j0:])
@@ -462,19 +469,17 @@ func (k *NM) weightTiles(w, lo, hi int) {
 			}
 			k.ypanelJ[w] = jp
 		}
-		nmDW(n, batch, k.xstrips[q*batch*12:], k.ypanel[w], k.didx[(q*k.panels+jp)*3*n*32:], out)
-		for g := 3 * q; g < min(3*q+3, k.groups); g++ {
-			gi := g - 3*q
-			for i := range 4 {
-				clear(k.c[(4*g+i)*cols+j0 : (4*g+i)*cols+j0+cn])
-			}
-			for s := range n {
-				v := out[(gi*n+s)*32:]
-				ix := k.idx[(g*n+s)*cols+j0:]
-				for l := range cn {
-					k.c[(4*g+int(ix[l]))*cols+j0+l] = v[l]
-				}
-			}
+		x := k.xstrips[q*batch*12:]
+		idx := k.didx[(q*k.panels+jp)*3*n*32:]
+		rows := min(12, k.s.Rows-12*q)
+		if cn == 32 && rows == 12 {
+			nmDW(n, batch, x, yp, 32, idx, k.c[12*q*cols+j0:], cols)
+			continue
+		}
+		out := k.dout[w]
+		nmDW(n, batch, x, yp, 32, idx, out, 32)
+		for r := range rows {
+			copy(k.c[(12*q+r)*cols+j0:(12*q+r)*cols+j0+cn], out[r*32:r*32+cn])
 		}
 	}
 }
@@ -533,16 +538,23 @@ func nmFwdGo(n, ngroups int, x []float32, ldx, rn int, bp []float32, out []float
 	}
 }
 
-// nmDWGo is the portable nmDW: out[(g·n+s)·32 + l] = Σ_b x[b·12+4g+idx]·y[b·32+l].
-func nmDWGo(n, nb int, x, y, idx, out []float32) {
-	clear(out[:3*n*32])
-	for b := range nb {
-		for g := range 3 {
-			for s := range n {
-				for l := range 32 {
-					i := int(math.Float32bits(idx[(g*n+s)*32+l]))
-					out[(g*n+s)*32+l] += x[b*12+4*g+i] * y[b*32+l]
+// nmDWGo is the portable nmDW: twelve dense rows of dW (ldo apart) for
+// three groups by 32 columns, row 4g+i holding at lane l
+// Σ_b x[b·12+4g+i]·y[b·ldy+l] where slot s of lane l keeps it
+// (idx[(g·n+s)·32+l] = 4g+i), and zero where no slot does.
+func nmDWGo(n, nb int, x, y []float32, ldy int, idx, out []float32, ldo int) {
+	for r := range 12 {
+		clear(out[r*ldo : r*ldo+32])
+	}
+	for g := range 3 {
+		for s := range n {
+			for l := range 32 {
+				i := int(math.Float32bits(idx[(g*n+s)*32+l]))
+				var sum float32
+				for b := range nb {
+					sum += x[b*12+i] * y[b*ldy+l]
 				}
+				out[i*ldo+l] = sum
 			}
 		}
 	}
