@@ -312,7 +312,7 @@ func (k *NM) Run(p *pool.Pool, a, w, dy, c []float32, ep *Epilogue) {
 		for i := range k.ypanelJ {
 			k.ypanelJ[i] = -1
 		}
-		k.tStrip.run(p, strips, 8, k.fStrip)
+		k.tStrip.run(p, ceilDiv(k.s.Batch, 16), 4, k.fStrip)
 		k.tMul.run(p, k.panels*strips, 4, k.fMul)
 	case Input:
 		blocks := ceilDiv(k.s.Batch, lanes)
@@ -418,26 +418,23 @@ func (k *NM) forwardRows(w, lo, hi int) {
 	}
 }
 
-// stripChunk packs strips [lo, hi) of twelve columns of X (three groups);
-// columns past W's rows are zero.
+// stripChunk packs rows [16·lo, 16·hi) of X into the strips of twelve
+// columns (three groups); columns past W's rows are zero. Rows go in blocks
+// so that each row of X is read once, left to right: strip by strip, the
+// reads were 4 KiB apart and took twice as long.
 func (k *NM) stripChunk(_, lo, hi int) {
 	rows, batch := k.s.Rows, k.s.Batch
-	for q := lo; q < hi; q++ {
-		d := k.xstrips[q*batch*12 : (q+1)*batch*12]
-		if (q+1)*12 > rows {
-			w := rows - q*12
-			for b := range batch {
-				copy(d[b*12:b*12+w], k.a[b*rows+q*12:b*rows+rows])
-				clear(d[b*12+w : b*12+12])
-			}
-			continue
+	strips := k.dwGroups / 3
+	for b := 16 * lo; b < min(16*hi, batch); b++ {
+		src := k.a[b*rows : (b+1)*rows]
+		q := 0
+		for ; (q+1)*12 <= rows; q++ {
+			*(*[12]float32)(k.xstrips[(q*batch+b)*12:]) = *(*[12]float32)(src[q*12:])
 		}
-		for b := range batch {
-			src := k.a[b*rows+q*12 : b*rows+q*12+12]
-			dst := d[b*12 : b*12+12]
-			dst[0], dst[1], dst[2], dst[3] = src[0], src[1], src[2], src[3]
-			dst[4], dst[5], dst[6], dst[7] = src[4], src[5], src[6], src[7]
-			dst[8], dst[9], dst[10], dst[11] = src[8], src[9], src[10], src[11]
+		for ; q < strips; q++ {
+			d := k.xstrips[(q*batch+b)*12 : (q*batch+b)*12+12]
+			w := copy(d, src[min(q*12, rows):])
+			clear(d[w:])
 		}
 	}
 }
