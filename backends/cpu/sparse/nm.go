@@ -44,8 +44,7 @@ type NM struct {
 	// weight: per (strip, column panel) the 3·n·2 index vectors
 	didx     []float32
 	xstrips  []float32
-	ypanel   [][]float32
-	ypanelJ  []int
+	ypanels  []float32 // dY in panels of 32 columns (batch x 32 each, zero-padded)
 	dout     [][]float32
 	dwGroups int // full strips of three groups
 
@@ -304,13 +303,11 @@ func (k *NM) Run(p *pool.Pool, a, w, dy, c []float32, ep *Epilogue) {
 		if len(k.xstrips) < strips*k.s.Batch*12+4 { // the kernel reads 4 past the end
 			k.xstrips = make([]float32, strips*k.s.Batch*12+4)
 		}
-		for len(k.ypanel) < workers {
-			k.ypanel = append(k.ypanel, make([]float32, k.s.Batch*32))
-			k.ypanelJ = append(k.ypanelJ, -1)
-			k.dout = append(k.dout, make([]float32, 12*32))
+		if len(k.ypanels) < k.panels*k.s.Batch*32 {
+			k.ypanels = make([]float32, k.panels*k.s.Batch*32)
 		}
-		for i := range k.ypanelJ {
-			k.ypanelJ[i] = -1
+		for len(k.dout) < workers {
+			k.dout = append(k.dout, make([]float32, 12*32))
 		}
 		k.tStrip.run(p, ceilDiv(k.s.Batch, 16), 4, k.fStrip)
 		k.tMul.run(p, k.panels*strips, 4, k.fMul)
@@ -419,11 +416,12 @@ func (k *NM) forwardRows(w, lo, hi int) {
 }
 
 // stripChunk packs rows [16·lo, 16·hi) of X into the strips of twelve
-// columns (three groups); columns past W's rows are zero. Rows go in blocks
-// so that each row of X is read once, left to right: strip by strip, the
-// reads were 4 KiB apart and took twice as long.
+// columns (three groups) and of dY into the panels of 32 columns; columns
+// past W's shape are zero. Rows go in blocks so that each row is read once,
+// left to right: strip by strip, the reads were 4 KiB apart and took twice
+// as long.
 func (k *NM) stripChunk(_, lo, hi int) {
-	rows, batch := k.s.Rows, k.s.Batch
+	rows, cols, batch := k.s.Rows, k.s.Cols, k.s.Batch
 	strips := k.dwGroups / 3
 	for b := 16 * lo; b < min(16*hi, batch); b++ {
 		src := k.a[b*rows : (b+1)*rows]
@@ -436,15 +434,22 @@ func (k *NM) stripChunk(_, lo, hi int) {
 			w := copy(d, src[min(q*12, rows):])
 			clear(d[w:])
 		}
+		dy := k.dy[b*cols : (b+1)*cols]
+		jp := 0
+		for ; (jp+1)*32 <= cols; jp++ {
+			*(*[32]float32)(k.ypanels[(jp*batch+b)*32:]) = *(*[32]float32)(dy[jp*32:])
+		}
+		if jp < k.panels {
+			d := k.ypanels[(jp*batch+b)*32 : (jp*batch+b)*32+32]
+			w := copy(d, dy[jp*32:])
+			clear(d[w:])
+		}
 	}
 }
 
 // weightTiles computes tiles [lo, hi) of the weight gradient: tile t is
-// column panel t / strips, strip t % strips. Each worker copies the
-// panel's 32 columns of dY (zero-padded past the last column) when its
-// panel changes: read in place, 4 KiB apart, they cost the kernel about
-// 25% more. Full tiles write dW's rows directly, a strip past the last
-// group through a scratch tile.
+// column panel t / strips, strip t % strips. Full tiles write dW's rows
+// directly, a tile past the last column or group through a scratch tile.
 func (k *NM) weightTiles(w, lo, hi int) {
 	cols, batch, n := k.s.Cols, k.s.Batch, k.n
 	strips := k.dwGroups / 3
@@ -452,20 +457,7 @@ func (k *NM) weightTiles(w, lo, hi int) {
 		jp, q := t/strips, t%strips
 		j0 := jp * 32
 		cn := min(32, cols-j0)
-		yp := k.ypanel[w]
-		if k.ypanelJ[w] != jp {
-			if cn == 32 {
-				for b := range batch {
-					*(*[32]float32)(yp[b*32:]) = *(*[32]float32)(k.dy[b*cols+j0:])
-				}
-			} else {
-				for b := range batch {
-					copy(yp[b*32:b*32+cn], k.dy[b*cols+j0:b*cols+j0+cn])
-					clear(yp[b*32+cn : b*32+32])
-				}
-			}
-			k.ypanelJ[w] = jp
-		}
+		yp := k.ypanels[jp*batch*32:]
 		x := k.xstrips[q*batch*12:]
 		idx := k.didx[(q*k.panels+jp)*3*n*32:]
 		rows := min(12, k.s.Rows-12*q)
