@@ -28,6 +28,9 @@ func main() {
 	}
 	nmDW(1)
 	nmDW(2)
+	for n := 1; n <= 3; n++ {
+		nmPack(n)
+	}
 	transpose16()
 	if err := os.WriteFile("kern_amd64.s", out.Bytes(), 0o644); err != nil {
 		panic(err)
@@ -441,6 +444,57 @@ func nmDW(n int) {
 			p("ADDQ R8, DX")
 		}
 	}
+	p("VZEROUPPER")
+	p("RET")
+}
+
+// nmPack fills the weight half of the forward's packed panels for one
+// group of four rows of W: for npanels panels of 32 columns (the packed
+// panel of each is stride floats after the previous one), weight vector
+// (s, v) takes, lane by lane, the row its index vector names: three
+// compares and three masked moves per vector over the four rows.
+func nmPack(n int) {
+	name := fmt.Sprintf("nmPackN%dAVX512", n)
+	fmt.Fprintf(&out, "\n// func %s(npanels int, w *float32, ldw int, bp *float32, stride int)\n", name)
+	fmt.Fprintf(&out, "TEXT ·%s(SB), NOSPLIT, $0-40\n", name)
+	p("MOVQ npanels+0(FP), CX")
+	p("MOVQ w+8(FP), SI")
+	p("MOVQ ldw+16(FP), R9")
+	p("SHLQ $2, R9")
+	p("MOVQ bp+24(FP), DI")
+	p("MOVQ stride+32(FP), R8")
+	p("SHLQ $2, R8")
+	p("LEAQ (R9)(R9*2), R10")
+	for i := 1; i < 4; i++ {
+		p("MOVL $%d, AX", i)
+		p("VPBROADCASTD AX, Z%d", 28+i) // Z29..Z31: the indices 1, 2, 3
+	}
+	p("TESTQ CX, CX")
+	p("JZ %s_done", name)
+	fmt.Fprintf(&out, "%s_loop:\n", name)
+	rows := []string{"(SI)", "(SI)(R9*1)", "(SI)(R9*2)", "(SI)(R10*1)"}
+	for v := 0; v < 2; v++ {
+		for i, r := range rows {
+			p("VMOVUPS %d%s, Z%d", 64*v, r, 4*v+i)
+		}
+	}
+	for s := 0; s < n; s++ {
+		for v := 0; v < 2; v++ {
+			idx, res := 8+2*s+v, 16+2*s+v
+			p("VMOVUPS %d(DI), Z%d", 128*n+128*s+64*v, idx)
+			p("VMOVAPS Z%d, Z%d", 4*v, res)
+			for i := 1; i < 4; i++ {
+				p("VPCMPEQD Z%d, Z%d, K%d", 28+i, idx, i)
+				p("VMOVAPS Z%d, K%d, Z%d", 4*v+i, i, res)
+			}
+			p("VMOVUPS Z%d, %d(DI)", res, 128*s+64*v)
+		}
+	}
+	p("ADDQ $128, SI")
+	p("ADDQ R8, DI")
+	p("DECQ CX")
+	p("JNZ %s_loop", name)
+	fmt.Fprintf(&out, "%s_done:\n", name)
 	p("VZEROUPPER")
 	p("RET")
 }

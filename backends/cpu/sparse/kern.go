@@ -6,21 +6,10 @@ var (
 	spmmTile = spmmTileGo
 	sddmmCol = sddmmColGo
 	kernRows = kernRowsGo
-	nmFwd    = func(n, ngroups int, x []float32, ldx int, bp, c []float32, ldc, accumulate int) {
-		var t [nmRows * 32]float32
-		nmFwdGo(n, ngroups, x, ldx, nmRows, bp, t[:], 32)
-		for r := range nmRows {
-			for l := range 32 {
-				if accumulate == 0 {
-					c[r*ldc+l] = t[r*32+l]
-				} else {
-					c[r*ldc+l] += t[r*32+l]
-				}
-			}
-		}
-	}
-	nmDW = nmDWGo
-	nmDX = nmDXGo
+	nmFwd    = nmFwdTileGo
+	nmDW   = nmDWGo
+	nmPack = nmPackGo
+	nmDX   = nmDXGo
 	// nmVector: the N:4 kernels have a vector path (else the general
 	// kernels run N:4 masks).
 	nmVector = false
@@ -32,3 +21,19 @@ var (
 // The block kernel's register tile: rows of C (broadcast from packed A) by
 // columns (vectors of packed B), as in the dense GEMM's AVX-512 kernel.
 const microMR, microNR = 12, 32
+
+// nmFwdTileGo is the portable nmFwd: a full 8 x 32 tile of C (+)= the
+// kept slots of ngroups groups.
+func nmFwdTileGo(n, ngroups int, x []float32, ldx int, bp, c []float32, ldc, accumulate int) {
+	var t [nmRows * 32]float32
+	nmFwdGo(n, ngroups, x, ldx, nmRows, bp, t[:], 32)
+	for r := range nmRows {
+		for l := range 32 {
+			if accumulate == 0 {
+				c[r*ldc+l] = t[r*32+l]
+			} else {
+				c[r*ldc+l] += t[r*32+l]
+			}
+		}
+	}
+}

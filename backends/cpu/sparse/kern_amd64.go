@@ -47,6 +47,15 @@ func nmDWN1AVX512(nb int, x, y *float32, ldy int, idx, out *float32, ldo int)
 func nmDWN2AVX512(nb int, x, y *float32, ldy int, idx, out *float32, ldo int)
 
 //go:noescape
+func nmPackN1AVX512(npanels int, w *float32, ldw int, bp *float32, stride int)
+
+//go:noescape
+func nmPackN2AVX512(npanels int, w *float32, ldw int, bp *float32, stride int)
+
+//go:noescape
+func nmPackN3AVX512(npanels int, w *float32, ldw int, bp *float32, stride int)
+
+//go:noescape
 func nmDXN1AVX512(ngroups int, cnt, ent *int32, w *float32, ldw int, yt, acc *float32)
 
 //go:noescape
@@ -128,6 +137,15 @@ func init() {
 		_ = y[(nb-1)*ldy+31]
 		_ = idx[3*n*32-1]
 		dw[n](nb, &x[0], &y[0], ldy, &idx[0], &out[0], ldo)
+	}
+	pack := [4]func(int, *float32, int, *float32, int){nil, nmPackN1AVX512, nmPackN2AVX512, nmPackN3AVX512}
+	nmPack = func(n, npanels int, w []float32, ldw int, bp []float32, stride int) {
+		if npanels == 0 {
+			return
+		}
+		_ = w[3*ldw+32*npanels-1]
+		_ = bp[(npanels-1)*stride+64*n-1]
+		pack[n](npanels, &w[0], ldw, &bp[0], stride)
 	}
 	dx := [4]func(int, *int32, *int32, *float32, int, *float32, *float32){nil, nmDXN1AVX512, nmDXN2AVX512, nmDXN3AVX512}
 	nmDX = func(n, ngroups int, cnt, ent []int32, w []float32, ldw int, yt, acc []float32) {

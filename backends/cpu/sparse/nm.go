@@ -328,30 +328,40 @@ func (k *NM) Run(p *pool.Pool, a, w, dy, c []float32, ep *Epilogue) {
 }
 
 // packChunk fills the weight half of the forward panels for groups
-// [lo, hi): group g reads its four rows of W once, left to right.
+// [lo, hi): group g reads its four rows of W once, left to right, and each
+// lane takes the row its index names.
 func (k *NM) packChunk(_, lo, hi int) {
 	cols, n := k.s.Cols, k.n
 	per := 64 * n
+	full := cols / 32
 	for g := lo; g < hi; g++ {
 		rows := k.w[4*g*cols : (4*g+4)*cols]
+		nmPack(n, full, rows, cols, k.bpack[g*per:], k.groups*per)
+		if full < k.panels { // the last panel: lanes past the last column stay zero
+			bp := k.bpack[(full*k.groups+g)*per:]
+			for s := range n {
+				ix := k.idx[(g*n+s)*cols : (g*n+s+1)*cols]
+				for l := range 32 {
+					bp[32*s+l] = 0
+					if j := full*32 + l; j < cols {
+						bp[32*s+l] = rows[int(ix[j])*cols+j]
+					}
+				}
+			}
+		}
+	}
+}
+
+// nmPackGo is the portable nmPack: for npanels full panels of 32 columns
+// of the group's four rows w (ldw apart), the n weight vectors of each
+// packed panel (stride floats apart) take the rows their indices name.
+func nmPackGo(n, npanels int, w []float32, ldw int, bp []float32, stride int) {
+	for jp := range npanels {
+		d := bp[jp*stride:]
 		for s := range n {
-			ix := k.idx[(g*n+s)*cols : (g*n+s+1)*cols]
-			for jp := range k.panels {
-				j0 := jp * 32
-				row := k.bpack[(jp*k.groups+g)*per+32*s : (jp*k.groups+g)*per+32*s+32]
-				if j0+32 <= cols {
-					ixp := ix[j0 : j0+32]
-					for l, i := range ixp {
-						row[l] = rows[int(i)*cols+j0+l]
-					}
-					continue
-				}
-				for l := range row {
-					row[l] = 0
-					if j0+l < cols {
-						row[l] = rows[int(ix[j0+l])*cols+j0+l]
-					}
-				}
+			for l := range 32 {
+				i := int(math.Float32bits(d[32*n+32*s+l]))
+				d[32*s+l] = w[i*ldw+32*jp+l]
 			}
 		}
 	}

@@ -197,6 +197,39 @@ func TestKernelsMatchReference(t *testing.T) {
 	}
 }
 
+// TestPortableNMKernels runs the N:4 kernel's portable inner loops (the
+// ones a CPU without AVX-512 would get if nmVector were set) through the
+// same float64-reference check, so they stay a true description of the
+// generated code.
+func TestPortableNMKernels(t *testing.T) {
+	fwd, dw, dx, pack, vec := nmFwd, nmDW, nmDX, nmPack, nmVector
+	defer func() { nmFwd, nmDW, nmDX, nmPack, nmVector = fwd, dw, dx, pack, vec }()
+	nmFwd, nmDW, nmDX, nmPack, nmVector = nmFwdTileGo, nmDWGo, nmDXGo, nmPackGo, true
+	r := rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64()))
+	for _, s := range []Shape{{Batch: 37, Rows: 52, Cols: 45}, {Batch: 70, Rows: 96, Cols: 64}} {
+		for _, n := range []int{1, 2} {
+			m := randomMask(r, map[int]string{1: "nm1", 2: "nm"}[n], s.Rows, s.Cols, 0)
+			for _, dir := range []Dir{Forward, Input, Weight} {
+				k := NewNM(s, dir, n)
+				k.Build(m)
+				if !k.ok {
+					t.Fatalf("%v n=%d dir %d: the mask is not taken as %d:4", s, n, dir, n)
+				}
+				aCols := map[Dir]int{Forward: s.Rows, Input: s.Cols, Weight: s.Rows}[dir]
+				a, w, dy := randVec(r, s.Batch*aCols), randVec(r, s.Rows*s.Cols), randVec(r, s.Batch*s.Cols)
+				want, mag := reference(dir, s, a, w, m, dy, nil)
+				c := randVec(r, len(want))
+				k.Run(nil, a, w, dy, c, nil)
+				for i := range c {
+					if d := math.Abs(float64(c[i]) - want[i]); d > 1e-5*mag[i]+1e-6 {
+						t.Fatalf("%v n=%d dir %d: element %d: got %g, want %g", s, n, dir, i, c[i], want[i])
+					}
+				}
+			}
+		}
+	}
+}
+
 // TestTranspose checks the blocked transpose (16x16 blocks, vectorised on
 // AVX-512) against the definition on ragged shapes and strides.
 func TestTranspose(t *testing.T) {
