@@ -7,9 +7,9 @@ var (
 	sddmmCol = sddmmColGo
 	kernRows = kernRowsGo
 	nmFwd    = nmFwdTileGo
-	nmDW   = nmDWGo
-	nmPack = nmPackGo
-	nmDX   = nmDXGo
+	nmDW     = nmDWGo
+	nmPack   = nmPackGo
+	nmDX     = nmDXGo
 	// nmVector: the N:4 kernels have a vector path (else the general
 	// kernels run N:4 masks).
 	nmVector = false
