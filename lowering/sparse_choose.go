@@ -34,20 +34,22 @@ type KernelCost struct {
 // Throughputs in useful FLOP/s on two cores of the reference machine (AMD
 // Zen 5, AVX-512), from bench/sparse.sh and the single-core CPU times of
 // backends/cpu/sparse's BenchmarkLayer scaled by 1.75 for the second core:
-// the dense GEMM; the compressed N:4 kernels per product (a VPERMILPS per
-// kept weight, so they win by skipping, not by speed); other N:M on the
+// the dense GEMM; the compressed N:4 kernels per product (a VPERMPS per
+// kept weight in the forward and weight gradient, which share the FMA's
+// pipes, so they win by skipping, not by speed); other N:M on the
 // index-list kernels; block-sparse (the dense micro-kernel over occupied
-// 32x32 tiles, less the packing); CSR SpMM and the sampled weight gradient.
-// Packing and transposing the dense operands moves bytes at memBW; the
-// dense-with-mask kernels' W ⊙ M (or D ⊙ M) pass at maskBW.
+// 32x32 tiles, less the packing); CSR SpMM and the sampled weight
+// gradient. Packing and transposing the dense operands moves bytes at
+// memBW; the dense-with-mask kernels' W ⊙ M (or D ⊙ M) pass at maskBW.
 //
-// The dense and N:4 figures were refitted on a quiet machine (2026-11-27,
-// `bench/sparse -batch 256|1024`, 1024x1024 W, 2:4 masks, two runs each):
-// dense-with-mask took 1.77 and 6.5 ms a product; the 2:4 kernels 1.8 and
-// 6.8 (forward), 1.47 and 5.7 (input gradient, the class-sorted kernel),
-// 2.12 and 6.8 (weight gradient). So at 2:4 only the input gradient beats
-// dense-with-mask, and at 1:4 every product does.
-var rateNM = map[Product]float64{Forward: 181e9, InputGr: 230e9, WeightG: 165e9}
+// The N:4 figures were refitted on a quiet machine (2026-11-27, 08:29 UTC,
+// `bench/sparse -batch 256|1024 -only fused/2:4`, 1024x1024 W, 2:4 masks,
+// three runs each, medians): 1.48 and 5.00 ms (forward), 1.21 and 4.65
+// (input gradient, the class-sorted kernel), 1.43 and 5.67 (weight
+// gradient), against 1.90 / 1.79 / 1.98 and 7.18 / 7.01 / 7.52 for the
+// dense GEMMs. So a 2:4 mask now pays in all three products; at 3:4 only
+// the input gradient beats dense-with-mask.
+var rateNM = map[Product]float64{Forward: 250e9, InputGr: 300e9, WeightG: 237e9}
 
 const (
 	rateDense   = 340e9

@@ -916,6 +916,112 @@ extern "C" __global__ void __launch_bounds__(256) ex_csr_sddmm(const float* X, c
   }
 }
 
+// ---- family sparse_nm ----
+// ex_nm_pack: for group g (rows g*MM ... +MM) and column j, the kept rows
+// r in ascending order as slots s: I[(g*MM+s)*cols + j] = r, V = W·M (DW:
+// M, and zeros written to D at pruned positions), Cn[g*cols + j] = count.
+template <int MM, int DW>
+EX_DEV void ex_nm_pack(const float* W, const float* Mk, float* V, i32* I, i32* Cn, float* D, i32 groups, i32 cols) {
+  const i64 n = (i64)groups * cols;
+  for (i64 u = ex_gtid(); u < n; u += ex_gstride()) {
+    const i64 g = u / cols, j = u % cols;
+    i32 c = 0;
+#pragma unroll
+    for (i32 r = 0; r < MM; r++) {
+      const i64 i = (g * MM + r) * cols + j;
+      const float m = Mk[i];
+      if (m != 0.0f) {
+        const i64 s = (g * MM + c) * cols + j;
+        I[s] = r;
+        V[s] = DW ? m : W[i] * m;
+        c++;
+      } else if (DW) {
+        D[i] = 0.0f;
+      }
+    }
+    Cn[u] = c;
+  }
+}
+
+// ex_nm_fwd: C[M, N] = epilogue(A·(W ⊙ Mk)) from the packed slots; A is
+// M x (G*MM). Slabs of BG groups.
+template <int EPI, int ACT, int BM, int BN, int TM, int TN, int MM, int NN, int BG>
+EX_DEV void ex_nm_fwd(const float* A, const float* V, const i32* I, const i32* Cn, const float* E, float* C, i32 M, i32 N, i32 G) {
+  const i32 NT = (BM / TM) * (BN / TN), KC = BG * MM;
+  const i64 lda = (i64)G * MM;
+  __shared__ float As[KC][BM + 1];
+  __shared__ float Vs[KC][BN + 1];
+  __shared__ i32 Is[KC][BN + 1];
+  __shared__ i32 Cs[BG][BN];
+  __shared__ i32 over[2]; // per slab parity: a group keeps more than NN
+  const i32 tid = (i32)ex_tid_x();
+  const i32 tx = tid % (BN / TN), ty = tid / (BN / TN);
+  const i32 m0 = (i32)ex_bid_y() * BM, n0 = (i32)ex_bid_x() * BN;
+  float acc[TM][TN];
+  ex_tile_zero(acc);
+  if (tid == 0) over[0] = 0;
+  ex_sync();
+  i32 par = 0;
+  for (i32 g0 = 0; g0 < G; g0 += BG, par ^= 1) {
+    for (i32 x = tid; x < BM * KC; x += NT) {
+      const i32 i = x / KC, p = x % KC;
+      const i32 gi = m0 + i;
+      As[p][i] = (gi < M && g0 * MM + p < lda) ? A[(i64)gi * lda + g0 * MM + p] : 0.0f;
+    }
+    for (i32 x = tid; x < BG * BN; x += NT) {
+      const i32 gl = x / BN, j = x % BN;
+      const i32 c = (g0 + gl < G && n0 + j < N) ? Cn[(i64)(g0 + gl) * N + n0 + j] : 0;
+      Cs[gl][j] = c;
+      if (c > NN) over[par] = 1; // every writer stores the same value
+    }
+    if (tid == 0) over[par ^ 1] = 0; // the next slab's flag; its last reader passed a barrier
+    ex_sync();
+    const i32 S = over[par] ? MM : NN;
+    for (i32 x = tid; x < BG * S * BN; x += NT) {
+      const i32 j = x % BN, q = x / BN, s = q % S, gl = q / S;
+      float v = 0.0f;
+      i32 r = 0;
+      if (s < Cs[gl][j]) {
+        const i64 o = ((i64)(g0 + gl) * MM + s) * N + n0 + j;
+        v = V[o];
+        r = I[o];
+      }
+      Vs[gl * MM + s][j] = v;
+      Is[gl * MM + s][j] = gl * MM + r;
+    }
+    ex_sync();
+    for (i32 gl = 0; gl < BG; gl++) {
+      for (i32 s = 0; s < S; s++) {
+#pragma unroll
+        for (i32 c = 0; c < TN; c++) {
+          const i32 jl = tx + c * (BN / TN);
+          const float v = Vs[gl * MM + s][jl];
+          const i32 p = Is[gl * MM + s][jl];
+#pragma unroll
+          for (i32 r = 0; r < TM; r++) acc[r][c] += As[p][ty + r * (BM / TM)] * v;
+        }
+      }
+    }
+    ex_sync();
+  }
+  ex_tile_store<EPI, ACT, BM, BN>(acc, E, C, (float*)0, M, N, m0, n0, tx, ty);
+}
+
+// ex_nm_dw: D[k, j] = M[k, j]·Σ_b X[b, k]·dY[b, j] at every kept (k, j),
+// one thread per slot u = (g*MM + s)*cols + j.
+template <int MM>
+EX_DEV void ex_nm_dw(const float* X, const float* dY, const float* V, const i32* I, const i32* Cn, float* D, i32 B, i32 rows, i32 cols) {
+  const i64 n = (i64)rows * cols;
+  for (i64 u = ex_gtid(); u < n; u += ex_gstride()) {
+    const i64 j = u % cols, gs = u / cols, g = gs / MM, s = gs % MM;
+    if (s >= Cn[g * cols + j]) continue;
+    const i64 k = g * MM + I[u];
+    float acc = 0.0f;
+    for (i64 b = 0; b < B; b++) acc += X[b * rows + k] * dY[b * cols + j];
+    D[k * cols + j] = acc * V[u];
+  }
+}
+
 // ---- entry points ----
 
 extern "C" __global__ void __launch_bounds__(256) ex_csr_spmm_grad_relu(const float* A, const i32* ptr, const i32* idx, const float* val,
@@ -933,34 +1039,34 @@ extern "C" __global__ void __launch_bounds__(256) ex_gemm_nn_bias_none_64x16x16_
   ex_gemm<0, 0, 1, 0, 64, 16, 16, 4, 1>(A, B, E, C, M, N, K, lda, ldb);
 }
 
-extern "C" __global__ void __launch_bounds__(256) ex_gemm_nn_bias_relu_32x32x16_2x2(const float* A, const float* B, const float* E, float* C, i32 M, i32 N, i32 K, i32 lda, i32 ldb) {
-  ex_gemm<0, 0, 1, 1, 32, 32, 16, 2, 2>(A, B, E, C, M, N, K, lda, ldb);
-}
-
 extern "C" __global__ void __launch_bounds__(256) ex_gemm_nt_grad_relu_32x32x16_2x2(const float* A, const float* B, const float* E, float* C, i32 M, i32 N, i32 K, i32 lda, i32 ldb) {
   ex_gemm<0, 1, 2, 1, 32, 32, 16, 2, 2>(A, B, E, C, M, N, K, lda, ldb);
-}
-
-extern "C" __global__ void __launch_bounds__(256) ex_gemm_tn_plain_none_32x32x16_2x2(const float* A, const float* B, const float* E, float* C, i32 M, i32 N, i32 K, i32 lda, i32 ldb) {
-  ex_gemm<1, 0, 0, 0, 32, 32, 16, 2, 2>(A, B, E, C, M, N, K, lda, ldb);
 }
 
 extern "C" __global__ void __launch_bounds__(256) ex_gemm_tn_plain_none_64x16x16_4x1(const float* A, const float* B, const float* E, float* C, i32 M, i32 N, i32 K, i32 lda, i32 ldb) {
   ex_gemm<1, 0, 0, 0, 64, 16, 16, 4, 1>(A, B, E, C, M, N, K, lda, ldb);
 }
 
-extern "C" __global__ void __launch_bounds__(256) ex_gemm_tn_plain_none_64x64x16_4x4(const float* A, const float* B, const float* E, float* C, i32 M, i32 N, i32 K, i32 lda, i32 ldb) {
-  ex_gemm<1, 0, 0, 0, 64, 64, 16, 4, 4>(A, B, E, C, M, N, K, lda, ldb);
-}
-
 extern "C" __global__ void ex_lr_constant(const i32* step, float* out, double lr, double minlr, i32 warmup, i32 total) {
   ex_lr<0>(step, out, lr, minlr, warmup, total);
 }
 
-extern "C" __global__ void __launch_bounds__(256) ex_mask_mul(const float* X, const float* Mk, float* Y, i64 n) {
-  for (i64 i = ex_gtid(); i < n; i += ex_gstride()) {
-    Y[i] = X[i] * Mk[i];
-  }
+extern "C" __global__ void __launch_bounds__(256) ex_nm_dw_4(const float* X, const float* dY, const float* V, const i32* I, const i32* Cn,
+    float* D, i32 B, i32 rows, i32 cols) {
+  ex_nm_dw<4>(X, dY, V, I, Cn, D, B, rows, cols);
+}
+
+extern "C" __global__ void __launch_bounds__(256) ex_nm_fwd_2_4_bias_relu_32x32x16_2x2(const float* A, const float* V, const i32* I, const i32* Cn,
+    const float* E, float* C, i32 M, i32 N, i32 G) {
+  ex_nm_fwd<1, 1, 32, 32, 2, 2, 4, 2, 4>(A, V, I, Cn, E, C, M, N, G);
+}
+
+extern "C" __global__ void __launch_bounds__(256) ex_nm_pack_4_dw(const float* W, const float* Mk, float* V, i32* I, i32* Cn, float* D, i32 groups, i32 cols) {
+  ex_nm_pack<4, 1>(W, Mk, V, I, Cn, D, groups, cols);
+}
+
+extern "C" __global__ void __launch_bounds__(256) ex_nm_pack_4_w(const float* W, const float* Mk, float* V, i32* I, i32* Cn, float* D, i32 groups, i32 cols) {
+  ex_nm_pack<4, 0>(W, Mk, V, I, Cn, D, groups, cols);
 }
 
 extern "C" __global__ void __launch_bounds__(256) ex_sgd_plain(const float* W, const float* G, const float* V, const float* lr, float* Wo, float* Vo, float m, float wd, i64 n) {
@@ -985,10 +1091,10 @@ extern "C" __global__ void __launch_bounds__(256) ex_xent_rows_loss(const float*
 // program train: 20 kernels, 29 launches
 //   k0   fill               ex_fill<<<(1,1,1), (256,1,1)>>>(b25, 1, 1)
 //   k1   lr_schedule        ex_lr_constant<<<(1,1,1), (1,1,1)>>>(b18, b36, 0.05, 0, 0, 702)
-//   k2   masked_matmul      ex_mask_mul<<<(3136,1,1), (256,1,1)>>>(b0, b2, scratch+256, 802816)
-//   k2   masked_matmul      ex_gemm_nn_bias_relu_32x32x16_2x2<<<(32,8,1), (256,1,1)>>>(b16, scratch+256, b1, b22, 256, 1024, 784, 784, 1024)
-//   k3   masked_matmul      ex_mask_mul<<<(4096,1,1), (256,1,1)>>>(b4, b6, scratch+256, 1048576)
-//   k3   masked_matmul      ex_gemm_nn_bias_relu_32x32x16_2x2<<<(32,8,1), (256,1,1)>>>(b22, scratch+256, b5, b23, 256, 1024, 1024, 1024, 1024)
+//   k2   masked_matmul      ex_nm_pack_4_w<<<(784,1,1), (256,1,1)>>>(b0, b2, scratch+256, scratch+3211520, scratch+6422784, b22, 196, 1024)
+//   k2   masked_matmul      ex_nm_fwd_2_4_bias_relu_32x32x16_2x2<<<(32,8,1), (256,1,1)>>>(b16, scratch+256, scratch+3211520, scratch+6422784, b1, b22, 256, 1024, 196)
+//   k3   masked_matmul      ex_nm_pack_4_w<<<(1024,1,1), (256,1,1)>>>(b4, b6, scratch+256, scratch+4194560, scratch+8388864, b23, 256, 1024)
+//   k3   masked_matmul      ex_nm_fwd_2_4_bias_relu_32x32x16_2x2<<<(32,8,1), (256,1,1)>>>(b22, scratch+256, scratch+4194560, scratch+8388864, b5, b23, 256, 1024, 256)
 //   k4   matmul_bias_act    ex_gemm_nn_bias_none_64x16x16_4x1<<<(1,4,1), (256,1,1)>>>(b23, b8, b9, b24, 256, 10, 1024, 1024, 10)
 //   k5   softmax_xent_fused ex_labels_prep<<<(1,1,1), (256,1,1)>>>(b17, 256, 10, scratch+256, status, 1537)
 //   k5   softmax_xent_fused ex_xent_rows_grad<<<(32,1,1), (256,1,1)>>>(b24, b17, b25, scratch+256, b27, scratch+512, 256, 10, 0.1, 0)
@@ -1006,17 +1112,17 @@ extern "C" __global__ void __launch_bounds__(256) ex_xent_rows_loss(const float*
 //   k13  masked_matmul      ex_csr_spmm_grad_relu<<<(32,4,1), (256,1,1)>>>(b30, scratch+4352, scratch+8704, scratch+4203008, b22, b33, 256, 1024, 1024)
 //   k14  reduce_sum         ex_reduce_cols<<<(4,1,1), (256,1,1)>>>(b33, b34, 256, 1024, 1024)
 //   k15  sgd                ex_sgd_plain<<<(4,1,1), (256,1,1)>>>(b1, b34, b11, b36, b1, b11, 0.9, 0, 1024)
-//   k16  masked_matmul_dw   ex_gemm_tn_plain_none_64x64x16_4x4<<<(16,16,1), (256,1,1)>>>(b22, b30, b32, b32, 1024, 1024, 256, 1024, 1024)
-//   k16  masked_matmul_dw   ex_mask_mul<<<(4096,1,1), (256,1,1)>>>(b32, b6, b32, 1048576)
+//   k16  masked_matmul_dw   ex_nm_pack_4_dw<<<(1024,1,1), (256,1,1)>>>(b6, b6, scratch+256, scratch+4194560, scratch+8388864, b32, 256, 1024)
+//   k16  masked_matmul_dw   ex_nm_dw_4<<<(4096,1,1), (256,1,1)>>>(b22, b30, scratch+256, scratch+4194560, scratch+8388864, b32, 256, 1024, 1024)
 //   k17  sgd                ex_sgd_plain<<<(4096,1,1), (256,1,1)>>>(b4, b32, b12, b36, b4, b12, 0.9, 0, 1048576)
-//   k18  masked_matmul_dw   ex_gemm_tn_plain_none_32x32x16_2x2<<<(32,25,1), (256,1,1)>>>(b16, b33, b35, b35, 784, 1024, 256, 784, 1024)
-//   k18  masked_matmul_dw   ex_mask_mul<<<(3136,1,1), (256,1,1)>>>(b35, b2, b35, 802816)
+//   k18  masked_matmul_dw   ex_nm_pack_4_dw<<<(784,1,1), (256,1,1)>>>(b2, b2, scratch+256, scratch+3211520, scratch+6422784, b35, 196, 1024)
+//   k18  masked_matmul_dw   ex_nm_dw_4<<<(3136,1,1), (256,1,1)>>>(b16, b33, scratch+256, scratch+3211520, scratch+6422784, b35, 256, 784, 1024)
 //   k19  sgd                ex_sgd_plain<<<(3136,1,1), (256,1,1)>>>(b0, b35, b10, b36, b0, b10, 0.9, 0, 802816)
 // program eval: 5 kernels, 10 launches
-//   k0   masked_matmul      ex_mask_mul<<<(3136,1,1), (256,1,1)>>>(b0, b2, scratch+256, 802816)
-//   k0   masked_matmul      ex_gemm_nn_bias_relu_32x32x16_2x2<<<(32,8,1), (256,1,1)>>>(b19, scratch+256, b1, b37, 256, 1024, 784, 784, 1024)
-//   k1   masked_matmul      ex_mask_mul<<<(4096,1,1), (256,1,1)>>>(b4, b6, scratch+256, 1048576)
-//   k1   masked_matmul      ex_gemm_nn_bias_relu_32x32x16_2x2<<<(32,8,1), (256,1,1)>>>(b37, scratch+256, b5, b38, 256, 1024, 1024, 1024, 1024)
+//   k0   masked_matmul      ex_nm_pack_4_w<<<(784,1,1), (256,1,1)>>>(b0, b2, scratch+256, scratch+3211520, scratch+6422784, b37, 196, 1024)
+//   k0   masked_matmul      ex_nm_fwd_2_4_bias_relu_32x32x16_2x2<<<(32,8,1), (256,1,1)>>>(b19, scratch+256, scratch+3211520, scratch+6422784, b1, b37, 256, 1024, 196)
+//   k1   masked_matmul      ex_nm_pack_4_w<<<(1024,1,1), (256,1,1)>>>(b4, b6, scratch+256, scratch+4194560, scratch+8388864, b38, 256, 1024)
+//   k1   masked_matmul      ex_nm_fwd_2_4_bias_relu_32x32x16_2x2<<<(32,8,1), (256,1,1)>>>(b37, scratch+256, scratch+4194560, scratch+8388864, b5, b38, 256, 1024, 256)
 //   k2   matmul_bias_act    ex_gemm_nn_bias_none_64x16x16_4x1<<<(1,4,1), (256,1,1)>>>(b38, b8, b9, b39, 256, 10, 1024, 1024, 10)
 //   k3   softmax_xent       ex_labels_prep<<<(1,1,1), (256,1,1)>>>(b20, 256, 10, scratch+256, status, 1025)
 //   k3   softmax_xent       ex_xent_rows_loss<<<(32,1,1), (256,1,1)>>>(b39, b20, b39, scratch+256, b39, scratch+512, 256, 10, 0, 0)
