@@ -519,10 +519,11 @@ func nmClasses(n int) [][]int {
 // nmDX: the input gradient for groups of four rows of W (outputs k) and 64
 // batch lanes: for each group, acc[i][0:64] += Σ over the group's entries e
 // of class c: w[row c_s, col e]·yt[e][0:64] for each kept row c_s. Entries
-// are column indices e (int32), grouped by class (cnt holds the class
-// counts of each group); w points at row 0 of the first group (ldw floats
-// per row); yt is a block of dYᵀ (64 floats per column); acc holds 4 x 64
-// floats per group and is read and written back.
+// are column indices e (int32) within a chunk of columns, grouped by class
+// (cnt holds the class counts of each group); w points at the chunk's
+// first column in row 0 of the first group (ldw floats per row); yt is the
+// chunk's dYᵀ (64 floats per column); acc holds 4 x 64 floats per group
+// and is read and written back.
 func nmDX(n int) {
 	classes := nmClasses(n)
 	name := fmt.Sprintf("nmDXN%dAVX512", n)

@@ -54,15 +54,15 @@ type NM struct {
 	ccnt    []int32
 	cstart  []int32 // per chunk: first entry
 	cent    []int32
-	yt      []float32   // dYᵀ in blocks of 64 batch rows (cols x 64 each)
+	ytc     [][]float32 // per worker: dYᵀ of one chunk of columns by 64 batch rows
 	xacc    [][]float32 // per worker: rows x 64 accumulators
 
 	tile, xrows   [][]float32 // forward, per worker: an 8 x 32 tile, 8 padded rows of X
 	a, w, dy, c   []float32
 	tPack, tMul   rangeTask
-	tStrip, tYT   rangeTask
+	tStrip        rangeTask
 	fPack, fMul   func(w, lo, hi int)
-	fStrip, fYT   func(w, lo, hi int)
+	fStrip        func(w, lo, hi int)
 	fwdJB, fwdJB1 int // current column block (in panels) of the forward pass
 	fwdKB, fwdKB1 int // current k block (in groups)
 }
@@ -89,7 +89,7 @@ func NewNM(s Shape, dir Dir, n int) *NM {
 	k.panels = ceilDiv(s.Cols, 32)
 	k.chunks = ceilDiv(s.Cols, nmChunk)
 	k.dwGroups = ceilDiv(s.Rows/4, 3) * 3 // strips of three groups, the last padded with zeros
-	k.fPack, k.fMul, k.fStrip, k.fYT = k.packChunk, k.mulChunk, k.stripChunk, k.ytChunk
+	k.fPack, k.fMul, k.fStrip = k.packChunk, k.mulChunk, k.stripChunk
 	return k
 }
 
@@ -262,7 +262,7 @@ func (k *NM) buildInput() {
 	for g := range k.groups {
 		for j := range cols {
 			slot := ((j/nmChunk)*k.groups+g)*nc + int(cls[g*cols+j])
-			k.cent[first[slot]] = int32(j)
+			k.cent[first[slot]] = int32(j % nmChunk) // within the chunk
 			first[slot]++
 		}
 	}
@@ -313,13 +313,10 @@ func (k *NM) Run(p *pool.Pool, a, w, dy, c []float32, ep *Epilogue) {
 		k.tMul.run(p, k.panels*strips, 4, k.fMul)
 	case Input:
 		blocks := ceilDiv(k.s.Batch, lanes)
-		if len(k.yt) < blocks*k.s.Cols*lanes {
-			k.yt = make([]float32, blocks*k.s.Cols*lanes)
-		}
 		for len(k.xacc) < workers {
 			k.xacc = append(k.xacc, make([]float32, k.s.Rows*lanes))
+			k.ytc = append(k.ytc, make([]float32, nmChunk*lanes))
 		}
-		k.tYT.run(p, blocks, 1, k.fYT)
 		k.tMul.run(p, blocks, 1, k.fMul)
 		if ep != nil && !ep.empty() {
 			ep.apply(c, k.s.Rows, 0, k.s.Batch)
@@ -483,33 +480,26 @@ func (k *NM) weightTiles(w, lo, hi int) {
 	}
 }
 
-// ytChunk transposes batch blocks [lo, hi) of dY into dYᵀ blocks.
-func (k *NM) ytChunk(_, lo, hi int) {
-	cols := k.s.Cols
-	for t := lo; t < hi; t++ {
-		b0 := t * lanes
-		nb := min(lanes, k.s.Batch-b0)
-		blk := k.yt[t*cols*lanes : (t+1)*cols*lanes]
-		if nb < lanes {
-			clear(blk)
-		}
-		transpose(blk, lanes, k.a[b0*cols:], cols, 0, nb, cols) // a is dY here
-	}
-}
-
-// inputBlocks computes batch blocks [lo, hi) of the input gradient.
+// inputBlocks computes batch blocks [lo, hi) of the input gradient. Each
+// chunk of dY's columns is transposed just before its pass, into a 32 KiB
+// per-worker buffer, so no 4 MiB copy of dYᵀ is kept (the speed is the
+// same either way on the reference machine).
 func (k *NM) inputBlocks(w, lo, hi int) {
 	rows, cols, nc := k.s.Rows, k.s.Cols, k.classes
-	acc := k.xacc[w]
+	acc, yt := k.xacc[w], k.ytc[w]
 	for t := lo; t < hi; t++ {
 		b0 := t * lanes
 		nb := min(lanes, k.s.Batch-b0)
 		clear(acc)
-		yt := k.yt[t*cols*lanes : (t+1)*cols*lanes]
 		for ch := range k.chunks {
+			c0 := ch * nmChunk
+			if nb < lanes {
+				clear(yt)
+			}
+			transpose(yt, lanes, k.a[b0*cols+c0:], cols, 0, nb, min(nmChunk, cols-c0)) // a is dY here
 			cnt := k.ccnt[ch*k.groups*nc : (ch+1)*k.groups*nc]
 			ent := k.cent[k.cstart[ch]:k.cstart[ch+1]]
-			nmDX(k.n, k.groups, cnt, ent, k.w, cols, yt, acc)
+			nmDX(k.n, k.groups, cnt, ent, k.w[c0:], cols, yt, acc)
 		}
 		transpose(k.c[b0*rows:], rows, acc, lanes, 0, rows, nb)
 	}
