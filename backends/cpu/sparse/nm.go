@@ -11,14 +11,15 @@ import (
 // n/4 of the dense multiply-adds, with no index lists to chase:
 //
 //	forward  C[b, j] = Σ_g Σ_{s<n} X[b, 4g+idx(g,s,j)]·W[4g+idx(g,s,j), j]
-//	         (8 x 32 tiles; X's four values of group g are broadcast to every
-//	         128-bit lane and a VPERMILPS per slot picks each column's input)
+//	         (8 x 32 tiles; sixteen values of X from the group on are loaded
+//	         and a VPERMPS per slot picks each column's input)
 //	input    C[b, k] = Σ_j dY[b, j]·W'[k, j]: for each group the columns j are
 //	         sorted by which rows they keep (their class), so within a class
 //	         the n rows updated are fixed: one load of a row of dYᵀ feeds n
 //	         fused multiply-adds (64 batch lanes)
 //	weight   D at the kept slots only: Σ_b perm(idx, X[b, 4g:4g+4])·dY[b, j],
-//	         three groups x 32 columns per tile, scattered back to W's shape
+//	         three groups x 32 columns per tile, which the kernel writes as
+//	         the tile's twelve dense rows of dW (zero where pruned)
 //
 // A mask that is not exactly n:4 (the all-zero state before the first mask
 // update, or all ones after a switch to dense) runs on the general kernels
