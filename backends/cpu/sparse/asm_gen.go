@@ -372,7 +372,7 @@ func nmFwd(n int) {
 // rows of W by 32 columns: acc[g][p][0:32] = Σ_{b<nb} perm(idx[g][p],
 // x[b][0:12]) · y[b][0:32], x a packed strip of twelve columns (12 floats
 // per b, read sixteen at a time, so four past the last must be readable),
-// y 32 columns of dY read in place (ldy floats per b), idx the 3·n·2 index
+// y a panel of 32 columns of dY (ldy floats per b), idx the 3·n·2 index
 // vectors (4g plus the kept row, 0..11). The tile is written as the twelve
 // dense rows of dW it covers (ldo floats apart): in row 4g+i, lane l holds
 // the slot whose index is 4g+i, or zero where the mask prunes it, so no
