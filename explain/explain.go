@@ -185,7 +185,7 @@ func Text(w io.Writer, p *ir.Plan, t *ir.Timings) error {
 		compiler.HumanBytes(m.ArenaBytes), compiler.HumanBytes(m.PersistentBytes), compiler.HumanBytes(m.InputBytes),
 		compiler.HumanBytes(m.TempBytes), compiler.HumanBytes(m.NaiveTempBytes))
 	writeContrastive(w, r.Contrastive)
-	writeSparsity(w, r.Sparsity, p.Schedule.Steps)
+	writeSparsity(w, r.Sparsity, p.Schedule.Steps, r.Target)
 	writeMoE(w, r.MoE)
 	return nil
 }

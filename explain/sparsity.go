@@ -156,11 +156,16 @@ func densityAt(pts []DensityPoint, s int) float64 {
 	return d
 }
 
-func writeSparsity(w io.Writer, layers []SparseLayer, totalSteps int) {
+func writeSparsity(w io.Writer, layers []SparseLayer, totalSteps int, target string) {
 	if len(layers) == 0 {
 		return
 	}
 	fmt.Fprintln(w, "\nsparsity  (masked layers; kernels chosen by the fuse-sparse-masks cost model)")
+	// The model's rates were measured for the CPU backend only: say so
+	// where its milliseconds could be read as another target's.
+	if target != "cpu" {
+		fmt.Fprintf(w, "  estimates are the CPU backend's (2-core reference machine); %s kernels have no rates of their own yet\n", target)
+	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "  layer\tpattern\tdensity\tprogram\tkernel\tproduct\tchosen\tFLOPs dense -> masked\tsaved")
 	for _, l := range layers {

@@ -49,6 +49,23 @@ func TestExplainSparsity(t *testing.T) {
 		t.Errorf("fc2 %s: %+v", p.Product, p)
 	}
 
+	if strings.Contains(out, "estimates are the CPU backend's") {
+		t.Errorf("a CPU plan says its estimates are another target's:\n%s", out)
+	}
+
+	// A CUDA plan says whose estimates it shows.
+	res, d = pipeline.Build("../specs/sparse/nm_reselect.cue", pipeline.Options{OptLevel: 1, Backend: "cuda", MemoryLimit: -1})
+	if d.HasErrors() {
+		t.Fatal(d)
+	}
+	text.Reset()
+	if err := Text(&text, res.Plan, nil); err != nil {
+		t.Fatal(err)
+	}
+	if want := "estimates are the CPU backend's (2-core reference machine); cuda kernels have no rates of their own yet"; !strings.Contains(text.String(), want) {
+		t.Errorf("cuda plan's explain lacks %q", want)
+	}
+
 	// Without the pass the layers are listed as unfused.
 	res, d = pipeline.Build("../specs/sparse/random_static.cue", pipeline.Options{OptLevel: 1, Disabled: []string{"fuse-sparse-masks"}, MemoryLimit: -1})
 	if d.HasErrors() {
