@@ -44,8 +44,9 @@ type NM struct {
 
 	// weight: per (strip, column panel) the 3·n·2 index vectors
 	didx     []float32
-	xstrips  []float32
-	ypanels  []float32 // dY in panels of 32 columns (batch x 32 each, zero-padded)
+	xstrip   [][]float32 // per worker: the strip of X its tiles are on
+	xstripQ  []int       // which strip that is (-1: none yet this call)
+	ypanels  []float32   // dY in panels of 32 columns (batch x 32 each, zero-padded)
 	dout     [][]float32
 	dwGroups int // full strips of three groups
 
@@ -74,7 +75,7 @@ const (
 	nmKBlock     = 128 // forward: groups per k block (384 inputs)
 	nmChunk      = 128 // input gradient: columns of W per chunk (32 KiB of dYᵀ)
 	nmOverRead   = 12  // forward: floats the kernel reads past a row's last group
-	nmPackBlocks = 8   // weight gradient: row blocks per matrix in the packing jobs
+	nmPackBlocks = 8   // weight gradient: row blocks of dY in the packing jobs
 )
 
 // NewNM returns the n:4 kernel for one product (1 <= n <= 3).
@@ -302,16 +303,18 @@ func (k *NM) Run(p *pool.Pool, a, w, dy, c []float32, ep *Epilogue) {
 		}
 	case Weight:
 		strips := k.dwGroups / 3
-		if len(k.xstrips) < strips*k.s.Batch*12+4 { // the kernel reads 4 past the end
-			k.xstrips = make([]float32, strips*k.s.Batch*12+4)
-		}
 		if len(k.ypanels) < k.panels*k.s.Batch*32 {
 			k.ypanels = make([]float32, k.panels*k.s.Batch*32)
 		}
 		for len(k.dout) < workers {
 			k.dout = append(k.dout, make([]float32, 12*32))
+			k.xstrip = append(k.xstrip, make([]float32, k.s.Batch*12+4)) // the kernel reads 4 past the end
+			k.xstripQ = append(k.xstripQ, -1)
 		}
-		k.tStrip.run(p, 2*nmPackBlocks, 1, k.fStrip)
+		for i := range k.xstripQ {
+			k.xstripQ[i] = -1
+		}
+		k.tStrip.run(p, nmPackBlocks, 1, k.fStrip)
 		k.tMul.run(p, k.panels*strips, 4, k.fMul)
 	case Input:
 		blocks := ceilDiv(k.s.Batch, lanes)
@@ -424,46 +427,47 @@ func (k *NM) forwardRows(w, lo, hi int) {
 	}
 }
 
-// stripChunk runs packing jobs [lo, hi): job i < nmPackBlocks packs block
-// i of X's rows into the strips of twelve columns (three groups), job
-// nmPackBlocks+i packs block i of dY's rows into the panels of 32 columns;
-// columns past W's shape are zero. Each row is read once, left to right,
-// and two workers take one matrix each rather than both writing every
-// strip and panel (0.8 ms on one core, 1.3 ms on two that way).
+// stripChunk packs row blocks [lo, hi) of dY (nmPackBlocks in all) into
+// the panels of 32 columns, zero past the last column; each row is read
+// once, left to right.
 func (k *NM) stripChunk(_, lo, hi int) {
-	rows, cols, batch := k.s.Rows, k.s.Cols, k.s.Batch
-	strips := k.dwGroups / 3
+	cols, batch := k.s.Cols, k.s.Batch
 	per := ceilDiv(batch, nmPackBlocks)
-	for job := lo; job < hi; job++ {
-		b0, b1 := (job%nmPackBlocks)*per, min((job%nmPackBlocks+1)*per, batch)
-		if job < nmPackBlocks {
-			for b := b0; b < b1; b++ {
-				src := k.a[b*rows : (b+1)*rows]
-				q := 0
-				for ; (q+1)*12 <= rows; q++ {
-					*(*[12]float32)(k.xstrips[(q*batch+b)*12:]) = *(*[12]float32)(src[q*12:])
-				}
-				for ; q < strips; q++ {
-					d := k.xstrips[(q*batch+b)*12 : (q*batch+b)*12+12]
-					w := copy(d, src[min(q*12, rows):])
-					clear(d[w:])
-				}
-			}
-			continue
+	for b := lo * per; b < min(hi*per, batch); b++ {
+		dy := k.dy[b*cols : (b+1)*cols]
+		jp := 0
+		for ; (jp+1)*32 <= cols; jp++ {
+			*(*[32]float32)(k.ypanels[(jp*batch+b)*32:]) = *(*[32]float32)(dy[jp*32:])
 		}
-		for b := b0; b < b1; b++ {
-			dy := k.dy[b*cols : (b+1)*cols]
-			jp := 0
-			for ; (jp+1)*32 <= cols; jp++ {
-				*(*[32]float32)(k.ypanels[(jp*batch+b)*32:]) = *(*[32]float32)(dy[jp*32:])
-			}
-			if jp < k.panels {
-				d := k.ypanels[(jp*batch+b)*32 : (jp*batch+b)*32+32]
-				w := copy(d, dy[jp*32:])
-				clear(d[w:])
-			}
+		if jp < k.panels {
+			d := k.ypanels[(jp*batch+b)*32 : (jp*batch+b)*32+32]
+			w := copy(d, dy[jp*32:])
+			clear(d[w:])
 		}
 	}
+}
+
+// packStrip copies strip q of X (twelve columns, three groups; zero past
+// W's rows) into worker w's buffer, once per strip: the strip is then read
+// from L1 by every panel's tile.
+func (k *NM) packStrip(w, q int) []float32 {
+	d := k.xstrip[w]
+	if k.xstripQ[w] == q {
+		return d
+	}
+	k.xstripQ[w] = q
+	rows := k.s.Rows
+	if (q+1)*12 <= rows {
+		for b := range k.s.Batch {
+			*(*[12]float32)(d[b*12:]) = *(*[12]float32)(k.a[b*rows+q*12:])
+		}
+		return d
+	}
+	for b := range k.s.Batch {
+		n := copy(d[b*12:b*12+12], k.a[b*rows+q*12:b*rows+rows])
+		clear(d[b*12+n : b*12+12])
+	}
+	return d
 }
 
 // weightTiles computes tiles [lo, hi) of the weight gradient: tile t is
@@ -479,7 +483,7 @@ func (k *NM) weightTiles(w, lo, hi int) {
 		j0 := jp * 32
 		cn := min(32, cols-j0)
 		yp := k.ypanels[jp*batch*32:]
-		x := k.xstrips[q*batch*12:]
+		x := k.packStrip(w, q)
 		idx := k.didx[(q*k.panels+jp)*3*n*32:]
 		rows := min(12, k.s.Rows-12*q)
 		if cn == 32 && rows == 12 {
