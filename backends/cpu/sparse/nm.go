@@ -62,9 +62,9 @@ type NM struct {
 	tile, xrows   [][]float32 // forward, per worker: an 8 x 32 tile, 8 padded rows of X
 	a, w, dy, c   []float32
 	tPack, tMul   rangeTask
-	tStrip        rangeTask
+	tPanel        rangeTask
 	fPack, fMul   func(w, lo, hi int)
-	fStrip        func(w, lo, hi int)
+	fPanel        func(w, lo, hi int)
 	fwdJB, fwdJB1 int // current column block (in panels) of the forward pass
 	fwdKB, fwdKB1 int // current k block (in groups)
 }
@@ -92,7 +92,7 @@ func NewNM(s Shape, dir Dir, n int) *NM {
 	k.panels = ceilDiv(s.Cols, 32)
 	k.chunks = ceilDiv(s.Cols, nmChunk)
 	k.dwGroups = ceilDiv(s.Rows/4, 3) * 3 // strips of three groups, the last padded with zeros
-	k.fPack, k.fMul, k.fStrip = k.packChunk, k.mulChunk, k.stripChunk
+	k.fPack, k.fMul, k.fPanel = k.packChunk, k.mulChunk, k.panelChunk
 	return k
 }
 
@@ -314,7 +314,7 @@ func (k *NM) Run(p *pool.Pool, a, w, dy, c []float32, ep *Epilogue) {
 		for i := range k.xstripQ {
 			k.xstripQ[i] = -1
 		}
-		k.tStrip.run(p, nmPackBlocks, 1, k.fStrip)
+		k.tPanel.run(p, nmPackBlocks, 1, k.fPanel)
 		k.tMul.run(p, k.panels*strips, 4, k.fMul)
 	case Input:
 		blocks := ceilDiv(k.s.Batch, lanes)
@@ -427,10 +427,10 @@ func (k *NM) forwardRows(w, lo, hi int) {
 	}
 }
 
-// stripChunk packs row blocks [lo, hi) of dY (nmPackBlocks in all) into
+// panelChunk packs row blocks [lo, hi) of dY (nmPackBlocks in all) into
 // the panels of 32 columns, zero past the last column; each row is read
 // once, left to right.
-func (k *NM) stripChunk(_, lo, hi int) {
+func (k *NM) panelChunk(_, lo, hi int) {
 	cols, batch := k.s.Cols, k.s.Batch
 	per := ceilDiv(batch, nmPackBlocks)
 	for b := lo * per; b < min(hi*per, batch); b++ {
