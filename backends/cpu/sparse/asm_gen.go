@@ -288,8 +288,8 @@ func kernT() {
 
 // nmFwd: the 8 x 32 tile of C (+)= Σ over ngroups groups g of four input
 // columns: for each kept slot p < n, perm(idx[g][p], x[row][4g:4g+4]) ·
-// w[g][p], where the packed panel bp holds per group the n·2 weight vectors
-// (slot-major) and then the n·2 index vectors (indices 0..3). The eight
+// w[g][p], where wp holds per group the n·2 weight vectors (slot-major) and
+// ip the n·2 index vectors (indices 0..3), 32n floats a group each. The eight
 // rows of x are read in place, ldx floats apart, sixteen floats at a time
 // (so twelve past each group must be readable): a plain load and a VPERMPS
 // cost about 30% less here than the VBROADCASTF32X4 + VPERMILPS pair, whose
@@ -297,13 +297,14 @@ func kernT() {
 // (accumulate = 0) or added to.
 func nmFwd(n int) {
 	name := fmt.Sprintf("nmFwdN%dAVX512", n)
-	fmt.Fprintf(&out, "\n// func %s(ngroups int, x *float32, ldx int, bp, c *float32, ldc int, accumulate int)\n", name)
-	fmt.Fprintf(&out, "TEXT ·%s(SB), NOSPLIT, $0-56\n", name)
+	fmt.Fprintf(&out, "\n// func %s(ngroups int, x *float32, ldx int, wp, ip, c *float32, ldc int, accumulate int)\n", name)
+	fmt.Fprintf(&out, "TEXT ·%s(SB), NOSPLIT, $0-64\n", name)
 	p("MOVQ ngroups+0(FP), CX")
 	p("MOVQ x+8(FP), SI")
 	p("MOVQ ldx+16(FP), R9")
 	p("SHLQ $2, R9")
-	p("MOVQ bp+24(FP), DI")
+	p("MOVQ wp+24(FP), DI")
+	p("MOVQ ip+32(FP), R11")
 	for i := 0; i < 16; i++ {
 		p("VPXORD Z%d, Z%d, Z%d", i, i, i)
 	}
@@ -318,7 +319,7 @@ func nmFwd(n int) {
 	for s := 0; s < n; s++ {
 		for v := 0; v < 2; v++ {
 			p("VMOVUPS %d(DI), Z%d", 128*s+64*v, wr(s, v))
-			p("VMOVUPS %d(DI), Z%d", 128*n+128*s+64*v, ir(s, v))
+			p("VMOVUPS %d(R11), Z%d", 128*s+64*v, ir(s, v))
 		}
 	}
 	rows := []string{"(SI)", "(SI)(R9*1)", "(SI)(R9*2)", "(BX)", "(BX)(R9*1)", "(BX)(R9*2)", "(R12)", "(R12)(R9*1)"}
@@ -340,14 +341,15 @@ func nmFwd(n int) {
 	p("ADDQ $16, SI")
 	p("ADDQ $16, BX")
 	p("ADDQ $16, R12")
-	p("ADDQ $%d, DI", 256*n)
+	p("ADDQ $%d, DI", 128*n)
+	p("ADDQ $%d, R11", 128*n)
 	p("DECQ CX")
 	p("JNZ %s_loop", name)
 	fmt.Fprintf(&out, "%s_store:\n", name)
-	p("MOVQ c+32(FP), DX")
-	p("MOVQ ldc+40(FP), R8")
+	p("MOVQ c+40(FP), DX")
+	p("MOVQ ldc+48(FP), R8")
 	p("SHLQ $2, R8")
-	p("MOVQ accumulate+48(FP), AX")
+	p("MOVQ accumulate+56(FP), AX")
 	p("TESTQ AX, AX")
 	p("JZ %s_put", name)
 	p("MOVQ DX, R10")
@@ -448,21 +450,22 @@ func nmDW(n int) {
 	p("RET")
 }
 
-// nmPack fills the weight half of the forward's packed panels for one
-// group of four rows of W: for npanels panels of 32 columns (the packed
-// panel of each is stride floats after the previous one), weight vector
-// (s, v) takes, lane by lane, the row its index vector names: three
-// compares and three masked moves per vector over the four rows.
+// nmPack fills the forward's packed weights for one group of four rows of
+// W: for npanels panels of 32 columns (each panel's weights and indices
+// stride floats after the previous one's), weight vector (s, v) takes,
+// lane by lane, the row its index vector names: three compares and three
+// masked moves per vector over the four rows.
 func nmPack(n int) {
 	name := fmt.Sprintf("nmPackN%dAVX512", n)
-	fmt.Fprintf(&out, "\n// func %s(npanels int, w *float32, ldw int, bp *float32, stride int)\n", name)
-	fmt.Fprintf(&out, "TEXT ·%s(SB), NOSPLIT, $0-40\n", name)
+	fmt.Fprintf(&out, "\n// func %s(npanels int, w *float32, ldw int, ip, wp *float32, stride int)\n", name)
+	fmt.Fprintf(&out, "TEXT ·%s(SB), NOSPLIT, $0-48\n", name)
 	p("MOVQ npanels+0(FP), CX")
 	p("MOVQ w+8(FP), SI")
 	p("MOVQ ldw+16(FP), R9")
 	p("SHLQ $2, R9")
-	p("MOVQ bp+24(FP), DI")
-	p("MOVQ stride+32(FP), R8")
+	p("MOVQ ip+24(FP), R11")
+	p("MOVQ wp+32(FP), DI")
+	p("MOVQ stride+40(FP), R8")
 	p("SHLQ $2, R8")
 	p("LEAQ (R9)(R9*2), R10")
 	for i := 1; i < 4; i++ {
@@ -481,7 +484,7 @@ func nmPack(n int) {
 	for s := 0; s < n; s++ {
 		for v := 0; v < 2; v++ {
 			idx, res := 8+2*s+v, 16+2*s+v
-			p("VMOVUPS %d(DI), Z%d", 128*n+128*s+64*v, idx)
+			p("VMOVUPS %d(R11), Z%d", 128*s+64*v, idx)
 			p("VMOVAPS Z%d, Z%d", 4*v, res)
 			for i := 1; i < 4; i++ {
 				p("VPCMPEQD Z%d, Z%d, K%d", 28+i, idx, i)
@@ -492,6 +495,7 @@ func nmPack(n int) {
 	}
 	p("ADDQ $128, SI")
 	p("ADDQ R8, DI")
+	p("ADDQ R8, R11")
 	p("DECQ CX")
 	p("JNZ %s_loop", name)
 	fmt.Fprintf(&out, "%s_done:\n", name)

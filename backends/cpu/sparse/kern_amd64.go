@@ -32,13 +32,13 @@ func kernRowsAVX512(nseg int, k0 *int32, a *float32, lda int, b, c *float32, ldc
 func kernTAVX512(n int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int)
 
 //go:noescape
-func nmFwdN1AVX512(ngroups int, x *float32, ldx int, bp, c *float32, ldc int, accumulate int)
+func nmFwdN1AVX512(ngroups int, x *float32, ldx int, wp, ip, c *float32, ldc int, accumulate int)
 
 //go:noescape
-func nmFwdN2AVX512(ngroups int, x *float32, ldx int, bp, c *float32, ldc int, accumulate int)
+func nmFwdN2AVX512(ngroups int, x *float32, ldx int, wp, ip, c *float32, ldc int, accumulate int)
 
 //go:noescape
-func nmFwdN3AVX512(ngroups int, x *float32, ldx int, bp, c *float32, ldc int, accumulate int)
+func nmFwdN3AVX512(ngroups int, x *float32, ldx int, wp, ip, c *float32, ldc int, accumulate int)
 
 //go:noescape
 func nmDWN1AVX512(nb int, x, y *float32, ldy int, idx, out *float32, ldo int)
@@ -47,13 +47,13 @@ func nmDWN1AVX512(nb int, x, y *float32, ldy int, idx, out *float32, ldo int)
 func nmDWN2AVX512(nb int, x, y *float32, ldy int, idx, out *float32, ldo int)
 
 //go:noescape
-func nmPackN1AVX512(npanels int, w *float32, ldw int, bp *float32, stride int)
+func nmPackN1AVX512(npanels int, w *float32, ldw int, ip, wp *float32, stride int)
 
 //go:noescape
-func nmPackN2AVX512(npanels int, w *float32, ldw int, bp *float32, stride int)
+func nmPackN2AVX512(npanels int, w *float32, ldw int, ip, wp *float32, stride int)
 
 //go:noescape
-func nmPackN3AVX512(npanels int, w *float32, ldw int, bp *float32, stride int)
+func nmPackN3AVX512(npanels int, w *float32, ldw int, ip, wp *float32, stride int)
 
 //go:noescape
 func nmDXN1AVX512(ngroups int, cnt, ent *int32, w *float32, ldw int, yt, acc *float32)
@@ -114,15 +114,16 @@ func init() {
 		_ = b[(n-1)*ldb+microNR-1]
 		kernTAVX512(n, &a[0], lda, &b[0], ldb, &c[0], ldc)
 	}
-	fwd := [4]func(int, *float32, int, *float32, *float32, int, int){nil, nmFwdN1AVX512, nmFwdN2AVX512, nmFwdN3AVX512}
-	nmFwd = func(n, ngroups int, x []float32, ldx int, bp, c []float32, ldc, accumulate int) {
+	fwd := [4]func(int, *float32, int, *float32, *float32, *float32, int, int){nil, nmFwdN1AVX512, nmFwdN2AVX512, nmFwdN3AVX512}
+	nmFwd = func(n, ngroups int, x []float32, ldx int, wp, ip, c []float32, ldc, accumulate int) {
 		if ngroups == 0 {
 			return
 		}
 		_ = x[(nmRows-1)*ldx+4*ngroups-1+nmOverRead]
-		_ = bp[ngroups*64*n-1]
+		_ = wp[ngroups*32*n-1]
+		_ = ip[ngroups*32*n-1]
 		_ = c[(nmRows-1)*ldc+31]
-		fwd[n](ngroups, &x[0], ldx, &bp[0], &c[0], ldc, accumulate)
+		fwd[n](ngroups, &x[0], ldx, &wp[0], &ip[0], &c[0], ldc, accumulate)
 	}
 	dw := [3]func(int, *float32, *float32, int, *float32, *float32, int){nil, nmDWN1AVX512, nmDWN2AVX512}
 	nmDW = func(n, nb int, x, y []float32, ldy int, idx, out []float32, ldo int) {
@@ -138,14 +139,15 @@ func init() {
 		_ = idx[3*n*32-1]
 		dw[n](nb, &x[0], &y[0], ldy, &idx[0], &out[0], ldo)
 	}
-	pack := [4]func(int, *float32, int, *float32, int){nil, nmPackN1AVX512, nmPackN2AVX512, nmPackN3AVX512}
-	nmPack = func(n, npanels int, w []float32, ldw int, bp []float32, stride int) {
+	pack := [4]func(int, *float32, int, *float32, *float32, int){nil, nmPackN1AVX512, nmPackN2AVX512, nmPackN3AVX512}
+	nmPack = func(n, npanels int, w []float32, ldw int, ip, wp []float32, stride int) {
 		if npanels == 0 {
 			return
 		}
 		_ = w[3*ldw+32*npanels-1]
-		_ = bp[(npanels-1)*stride+64*n-1]
-		pack[n](npanels, &w[0], ldw, &bp[0], stride)
+		_ = ip[(npanels-1)*stride+32*n-1]
+		_ = wp[(npanels-1)*stride+32*n-1]
+		pack[n](npanels, &w[0], ldw, &ip[0], &wp[0], stride)
 	}
 	dx := [4]func(int, *int32, *int32, *float32, int, *float32, *float32){nil, nmDXN1AVX512, nmDXN2AVX512, nmDXN3AVX512}
 	nmDX = func(n, ngroups int, cnt, ent []int32, w []float32, ldw int, yt, acc []float32) {

@@ -37,9 +37,12 @@ type NM struct {
 	mask     []float32
 	groups   int // rows / 4
 
-	// forward: idx per (group, slot, column); packed panels of weights+indices
+	// forward: idx per (group, slot, column); per (column panel, group) the
+	// n·2 index vectors (fidx, fixed until the mask changes) and the n·2
+	// weight vectors of the current column block (bpack, packed each run)
 	idx    []uint8
 	panels int
+	fidx   []float32
 	bpack  []float32
 
 	// weight: per (strip, column panel) the 3·n·2 index vectors
@@ -173,18 +176,15 @@ func (k *NM) Build(mask []float32) {
 	}
 }
 
-// buildForward writes the index half of every packed group: per column
-// panel, per group, n·2 weight vectors (filled each run) then n·2 index
-// vectors.
+// buildForward writes the index vectors of every (column panel, group):
+// n·2 of them, 32n floats.
 func (k *NM) buildForward() {
 	cols, n := k.s.Cols, k.n
-	per := 64 * n // floats per group
-	if len(k.bpack) < k.panels*k.groups*per {
-		k.bpack = make([]float32, k.panels*k.groups*per)
-	}
+	per := 32 * n // floats per group
+	k.fidx = growF(k.fidx, k.panels*k.groups*per)
 	for jp := range k.panels {
 		for g := range k.groups {
-			d := k.bpack[(jp*k.groups+g)*per:]
+			d := k.fidx[(jp*k.groups+g)*per:]
 			for s := range n {
 				for l := range 32 {
 					j := jp*32 + l
@@ -192,7 +192,7 @@ func (k *NM) buildForward() {
 					if j < cols {
 						i = k.idx[(g*n+s)*cols+j]
 					}
-					d[32*n+32*s+l] = math.Float32frombits(uint32(i))
+					d[32*s+l] = math.Float32frombits(uint32(i))
 				}
 			}
 		}
@@ -287,13 +287,16 @@ func (k *NM) Run(p *pool.Pool, a, w, dy, c []float32, ep *Epilogue) {
 			k.tile = append(k.tile, make([]float32, nmRows*32))
 			k.xrows = append(k.xrows, make([]float32, nmRows*k.s.Rows+nmOverRead))
 		}
-		k.tPack.run(p, k.groups, 16, k.fPack)
+		k.bpack = growF(k.bpack, nmColBlock*k.groups*32*k.n)
 		rowPanels := ceilDiv(k.s.Batch, nmRows)
-		// Column blocks of nmColBlock panels (512 KiB of packed weights at
-		// 1024 inputs) stay in L2 while every row panel of X passes.
+		// Column blocks of nmColBlock panels (256 KiB of packed weights at
+		// 1024 inputs and 2:4) are packed just before every row panel of X
+		// passes them, so they are still in L2: packing all of W first
+		// wrote 2 MiB that the other products' data then pushed out.
 		for jb := 0; jb < k.panels; jb += nmColBlock {
+			k.fwdJB, k.fwdJB1 = jb, min(jb+nmColBlock, k.panels)
+			k.tPack.run(p, k.groups, 16, k.fPack)
 			for g0 := 0; g0 < k.groups; g0 += nmKBlock {
-				k.fwdJB, k.fwdJB1 = jb, min(jb+nmColBlock, k.panels)
 				k.fwdKB, k.fwdKB1 = g0, min(g0+nmKBlock, k.groups)
 				k.tMul.run(p, rowPanels, 2, k.fMul)
 			}
@@ -329,23 +332,26 @@ func (k *NM) Run(p *pool.Pool, a, w, dy, c []float32, ep *Epilogue) {
 	}
 }
 
-// packChunk fills the weight half of the forward panels for groups
-// [lo, hi): group g reads its four rows of W once, left to right, and each
-// lane takes the row its index names.
+// packChunk packs the weights of the current column block for groups
+// [lo, hi): group g reads its four rows of W left to right, and each lane
+// takes the row its index names.
 func (k *NM) packChunk(_, lo, hi int) {
 	cols, n := k.s.Cols, k.n
-	per := 64 * n
-	full := cols / 32
+	per := 32 * n
+	jb, jb1 := k.fwdJB, k.fwdJB1
+	full := min(jb1, cols/32) // panels of the block with 32 columns
 	for g := lo; g < hi; g++ {
 		rows := k.w[4*g*cols : (4*g+4)*cols]
-		nmPack(n, full, rows, cols, k.bpack[g*per:], k.groups*per)
-		if full < k.panels { // the last panel: lanes past the last column stay zero
-			bp := k.bpack[(full*k.groups+g)*per:]
+		if full > jb {
+			nmPack(n, full-jb, rows[32*jb:], cols, k.fidx[(jb*k.groups+g)*per:], k.bpack[g*per:], k.groups*per)
+		}
+		for jp := max(full, jb); jp < jb1; jp++ { // the last panel: lanes past the last column stay zero
+			bp := k.bpack[((jp-jb)*k.groups+g)*per:]
 			for s := range n {
 				ix := k.idx[(g*n+s)*cols : (g*n+s+1)*cols]
 				for l := range 32 {
 					bp[32*s+l] = 0
-					if j := full*32 + l; j < cols {
+					if j := jp*32 + l; j < cols {
 						bp[32*s+l] = rows[int(ix[j])*cols+j]
 					}
 				}
@@ -356,14 +362,14 @@ func (k *NM) packChunk(_, lo, hi int) {
 
 // nmPackGo is the portable nmPack: for npanels full panels of 32 columns
 // of the group's four rows w (ldw apart), the n weight vectors of each
-// packed panel (stride floats apart) take the rows their indices name.
-func nmPackGo(n, npanels int, w []float32, ldw int, bp []float32, stride int) {
+// panel (wp, stride floats apart) take the rows the index vectors (ip, as
+// far apart) name.
+func nmPackGo(n, npanels int, w []float32, ldw int, ip, wp []float32, stride int) {
 	for jp := range npanels {
-		d := bp[jp*stride:]
 		for s := range n {
 			for l := range 32 {
-				i := int(math.Float32bits(d[32*n+32*s+l]))
-				d[32*s+l] = w[i*ldw+32*jp+l]
+				i := int(math.Float32bits(ip[jp*stride+32*s+l]))
+				wp[jp*stride+32*s+l] = w[i*ldw+32*jp+l]
 			}
 		}
 	}
@@ -383,7 +389,7 @@ func (k *NM) mulChunk(w, lo, hi int) {
 
 func (k *NM) forwardRows(w, lo, hi int) {
 	rows, cols, ldx := k.s.Batch, k.s.Cols, k.s.Rows
-	n, per := k.n, 64*k.n
+	n, per := k.n, 32*k.n
 	tile := k.tile[w]
 	for q := lo; q < hi; q++ {
 		r0 := q * nmRows
@@ -407,12 +413,13 @@ func (k *NM) forwardRows(w, lo, hi int) {
 		for jp := k.fwdJB; jp < k.fwdJB1; jp++ {
 			j0 := jp * 32
 			cn := min(32, cols-j0)
-			bp := k.bpack[(jp*k.groups+g0)*per:]
+			wp := k.bpack[((jp-k.fwdJB)*k.groups+g0)*per:]
+			ip := k.fidx[(jp*k.groups+g0)*per:]
 			if rn == nmRows && cn == 32 {
-				nmFwd(n, g1-g0, x, ldx, bp, k.c[r0*cols+j0:], cols, accumulate)
+				nmFwd(n, g1-g0, x, ldx, wp, ip, k.c[r0*cols+j0:], cols, accumulate)
 				continue
 			}
-			nmFwd(n, g1-g0, x, ldx, bp, tile, 32, 0)
+			nmFwd(n, g1-g0, x, ldx, wp, ip, tile, 32, 0)
 			for r := range rn {
 				dst := k.c[(r0+r)*cols+j0 : (r0+r)*cols+j0+cn]
 				for c := range dst {
@@ -524,19 +531,19 @@ func (k *NM) inputBlocks(w, lo, hi int) {
 }
 
 // nmFwdGo is the portable nmFwd for a tile of rn <= 8 rows: out (rows ldo
-// apart, 32 wide) = Σ over groups of the kept slots (bp: packed panel at
-// the first group; x: row 0 at the group's first input).
-func nmFwdGo(n, ngroups int, x []float32, ldx, rn int, bp []float32, out []float32, ldo int) {
-	per := 64 * n
+// apart, 32 wide) = Σ over groups of the kept slots (wp, ip: the packed
+// weights and indices at the first group; x: row 0 at the group's first
+// input).
+func nmFwdGo(n, ngroups int, x []float32, ldx, rn int, wp, ip []float32, out []float32, ldo int) {
+	per := 32 * n
 	for r := range rn {
 		clear(out[r*ldo : r*ldo+32])
 	}
 	for g := range ngroups {
-		d := bp[g*per:]
 		for s := range n {
 			for l := range 32 {
-				wv := d[32*s+l]
-				i := int(math.Float32bits(d[32*n+32*s+l]))
+				wv := wp[g*per+32*s+l]
+				i := int(math.Float32bits(ip[g*per+32*s+l]))
 				for r := range rn {
 					out[r*ldo+l] += x[r*ldx+4*g+i] * wv
 				}
