@@ -79,7 +79,11 @@ func (k *reduceSum) Run(_, t int) {
 
 // sum64 sums in float64 with four independent accumulators (the adds
 // pipeline instead of waiting on one another).
-func sum64(x []float32) float32 {
+func sum64(x []float32) float32 { return float32(sumF64(x)) }
+
+// sumF64 is sum64 before the rounding to float32, for partial sums that
+// are added up further.
+func sumF64(x []float32) float64 {
 	var s0, s1, s2, s3 float64
 	i := 0
 	for ; i+4 <= len(x); i += 4 {
@@ -91,5 +95,5 @@ func sum64(x []float32) float32 {
 	for ; i < len(x); i++ {
 		s0 += float64(x[i])
 	}
-	return float32((s0 + s1) + (s2 + s3))
+	return (s0 + s1) + (s2 + s3)
 }
