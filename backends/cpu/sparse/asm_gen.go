@@ -522,36 +522,31 @@ func nmClasses(n int) [][]int {
 
 // nmDX: the input gradient for groups of four rows of W (outputs k) and 64
 // batch lanes: for each group, acc[i][0:64] += Σ over the group's entries e
-// of class c: w[row c_s, col e]·yt[e][0:64] for each kept row c_s. Entries
+// of class c: wp[slot s, col e]·yt[e][0:64] for each kept row c_s. Entries
 // are column indices e (int32) within a chunk of columns, grouped by class
-// (cnt holds the class counts of each group); w points at the chunk's
-// first column in row 0 of the first group (ldw floats per row); yt is the
-// chunk's dYᵀ (64 floats per column); acc holds 4 x 64 floats per group
+// (cnt holds the class counts of each group); wp holds the chunk's kept
+// weights packed per group (nmDXGroup(n) floats each) as four panels of 32
+// columns, slot by slot (column e, slot s at (e/32)·32n + 32s + e%32), so
+// the broadcasts read a stream instead of four rows of W 4 KiB apart; yt is
+// the chunk's dYᵀ (64 floats per column); acc holds 4 x 64 floats per group
 // and is read and written back.
 func nmDX(n int) {
 	classes := nmClasses(n)
 	name := fmt.Sprintf("nmDXN%dAVX512", n)
-	fmt.Fprintf(&out, "\n// func %s(ngroups int, cnt, ent *int32, w *float32, ldw int, yt, acc *float32)\n", name)
-	fmt.Fprintf(&out, "TEXT ·%s(SB), NOSPLIT, $0-56\n", name)
+	fmt.Fprintf(&out, "\n// func %s(ngroups int, cnt, ent *int32, wp, yt, acc *float32)\n", name)
+	fmt.Fprintf(&out, "TEXT ·%s(SB), NOSPLIT, $0-48\n", name)
 	p("MOVQ ngroups+0(FP), CX")
 	p("MOVQ cnt+8(FP), R10")
 	p("MOVQ ent+16(FP), SI")
-	p("MOVQ w+24(FP), R11")
-	p("MOVQ ldw+32(FP), R9")
-	p("SHLQ $2, R9")
-	p("MOVQ yt+40(FP), DI")
-	p("MOVQ acc+48(FP), DX")
+	p("MOVQ wp+24(FP), R11")
+	p("MOVQ yt+32(FP), DI")
+	p("MOVQ acc+40(FP), DX")
 	p("TESTQ CX, CX")
 	p("JZ %s_done", name)
 	fmt.Fprintf(&out, "%s_group:\n", name)
 	for i := 0; i < 16; i++ {
 		p("VMOVUPS %d(DX), Z%d", 64*i, i)
 	}
-	// row bases of the group: R11 (row 0), R12 (row 1), R13 (row 2), R14 (row 3)
-	p("LEAQ (R11)(R9*1), R12")
-	p("LEAQ (R11)(R9*2), R13")
-	p("LEAQ (R12)(R9*2), R14")
-	rowReg := []string{"R11", "R12", "R13", "R14"}
 	for ci, cl := range classes {
 		l := fmt.Sprintf("%s_c%d", name, ci)
 		p("MOVLQSX %d(R10), BX", 4*ci)
@@ -561,11 +556,17 @@ func nmDX(n int) {
 		p("MOVLQSX (SI), AX")
 		p("MOVQ AX, R8")
 		p("SHLQ $8, R8")
+		// R12: the entry's packed offset, e + (n-1)·(e &^ 31)
+		p("MOVQ AX, R12")
+		if n > 1 {
+			p("ANDQ $-32, R12")
+			p("LEAQ (AX)(R12*%d), R12", n-1)
+		}
 		for v := 0; v < 4; v++ {
 			p("VMOVUPS %d(DI)(R8*1), Z%d", 64*v, 16+v)
 		}
-		for s, r := range cl {
-			p("VBROADCASTSS (%s)(AX*4), Z%d", rowReg[r], 20+s)
+		for s := range cl {
+			p("VBROADCASTSS %d(R11)(R12*4), Z%d", 128*s, 20+s)
 		}
 		for s, r := range cl {
 			for v := 0; v < 4; v++ {
@@ -581,7 +582,7 @@ func nmDX(n int) {
 		p("VMOVUPS Z%d, %d(DX)", i, 64*i)
 	}
 	p("ADDQ $%d, R10", 4*len(classes))
-	p("LEAQ (R11)(R9*4), R11")
+	p("ADDQ $%d, R11", 4*4*32*n)
 	p("ADDQ $1024, DX")
 	p("DECQ CX")
 	p("JNZ %s_group", name)

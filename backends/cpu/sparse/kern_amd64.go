@@ -56,13 +56,13 @@ func nmPackN2AVX512(npanels int, w *float32, ldw int, ip, wp *float32, stride in
 func nmPackN3AVX512(npanels int, w *float32, ldw int, ip, wp *float32, stride int)
 
 //go:noescape
-func nmDXN1AVX512(ngroups int, cnt, ent *int32, w *float32, ldw int, yt, acc *float32)
+func nmDXN1AVX512(ngroups int, cnt, ent *int32, wp, yt, acc *float32)
 
 //go:noescape
-func nmDXN2AVX512(ngroups int, cnt, ent *int32, w *float32, ldw int, yt, acc *float32)
+func nmDXN2AVX512(ngroups int, cnt, ent *int32, wp, yt, acc *float32)
 
 //go:noescape
-func nmDXN3AVX512(ngroups int, cnt, ent *int32, w *float32, ldw int, yt, acc *float32)
+func nmDXN3AVX512(ngroups int, cnt, ent *int32, wp, yt, acc *float32)
 
 func init() {
 	if !cpu.X86.HasAVX512F {
@@ -149,14 +149,15 @@ func init() {
 		_ = wp[(npanels-1)*stride+32*n-1]
 		pack[n](npanels, &w[0], ldw, &ip[0], &wp[0], stride)
 	}
-	dx := [4]func(int, *int32, *int32, *float32, int, *float32, *float32){nil, nmDXN1AVX512, nmDXN2AVX512, nmDXN3AVX512}
-	nmDX = func(n, ngroups int, cnt, ent []int32, w []float32, ldw int, yt, acc []float32) {
+	dx := [4]func(int, *int32, *int32, *float32, *float32, *float32){nil, nmDXN1AVX512, nmDXN2AVX512, nmDXN3AVX512}
+	nmDX = func(n, ngroups int, cnt, ent []int32, wp, yt, acc []float32) {
 		_ = cnt[ngroups*[4]int{0, 4, 6, 4}[n]-1]
 		_ = acc[ngroups*4*lanes-1]
+		_ = wp[ngroups*nmDXGroup(n)-1]
 		if len(ent) == 0 {
 			ent = []int32{0}
 		}
-		dx[n](ngroups, &cnt[0], &ent[0], &w[0], ldw, &yt[0], &acc[0])
+		dx[n](ngroups, &cnt[0], &ent[0], &wp[0], &yt[0], &acc[0])
 	}
 	nmVector = true
 }

@@ -59,6 +59,8 @@ type NM struct {
 	ccnt    []int32
 	cstart  []int32 // per chunk: first entry
 	cent    []int32
+	dix     []float32   // per (chunk, group): the index vectors of its panels
+	dpk     []float32   // per (chunk, group): its kept weights, packed each run
 	ytc     [][]float32 // per worker: dYᵀ of one chunk of columns by 64 batch rows
 	xacc    [][]float32 // per worker: rows x 64 accumulators
 
@@ -66,7 +68,9 @@ type NM struct {
 	a, w, dy, c   []float32
 	tPack, tMul   rangeTask
 	tPanel        rangeTask
+	tDXPack       rangeTask
 	fPack, fMul   func(w, lo, hi int)
+	fDXPack       func(w, lo, hi int)
 	fPanel        func(w, lo, hi int)
 	fwdJB, fwdJB1 int // current column block (in panels) of the forward pass
 	fwdKB, fwdKB1 int // current k block (in groups)
@@ -95,7 +99,7 @@ func NewNM(s Shape, dir Dir, n int) *NM {
 	k.panels = ceilDiv(s.Cols, 32)
 	k.chunks = ceilDiv(s.Cols, nmChunk)
 	k.dwGroups = ceilDiv(s.Rows/4, 3) * 3 // strips of three groups, the last padded with zeros
-	k.fPack, k.fMul, k.fPanel = k.packChunk, k.mulChunk, k.panelChunk
+	k.fPack, k.fMul, k.fPanel, k.fDXPack = k.packChunk, k.mulChunk, k.panelChunk, k.packDXChunk
 	return k
 }
 
@@ -269,6 +273,57 @@ func (k *NM) buildInput() {
 			first[slot]++
 		}
 	}
+	// The index vectors the packing reads: per (chunk, group) the layout
+	// of its packed weights (nmDXOffset), row indices as float bits.
+	gs := nmDXGroup(n)
+	k.dix = growF(k.dix, k.chunks*k.groups*gs)
+	for ch := range k.chunks {
+		for g := range k.groups {
+			d := k.dix[(ch*k.groups+g)*gs:]
+			for jc := range nmChunk {
+				j := ch*nmChunk + jc
+				for s := range n {
+					var i uint8
+					if j < cols {
+						i = k.idx[(g*n+s)*cols+j]
+					}
+					d[nmDXOffset(n, jc)+32*s] = math.Float32frombits(uint32(i))
+				}
+			}
+		}
+	}
+}
+
+// nmDXGroup is the floats of one group's packed weights in a chunk of the
+// input gradient: four panels of 32 columns, n slots each.
+func nmDXGroup(n int) int { return nmChunk * n }
+
+// nmDXOffset is where column jc of a chunk sits in its group's packed
+// weights (slot 0; slot s is 32s further).
+func nmDXOffset(n, jc int) int { return jc/32*32*n + jc%32 }
+
+// packDXChunk packs the kept weights of (chunk, group) items [lo, hi) for
+// the input gradient: each panel's lanes take the rows their indices name.
+func (k *NM) packDXChunk(_, lo, hi int) {
+	cols, n, gs := k.s.Cols, k.n, nmDXGroup(k.n)
+	per := 32 * n
+	for it := lo; it < hi; it++ {
+		ch, g := it/k.groups, it%k.groups
+		c0 := ch * nmChunk
+		rows := k.w[4*g*cols : (4*g+4)*cols]
+		ip, wp := k.dix[it*gs:(it+1)*gs], k.dpk[it*gs:(it+1)*gs]
+		full := max(0, min(nmChunk, cols-c0)/32) // panels with 32 columns
+		nmPack(n, full, rows[c0:], cols, ip, wp, per)
+		for jc := 32 * full; jc < nmChunk; jc++ { // the last panel: zero past the last column
+			for s := range n {
+				o := nmDXOffset(n, jc) + 32*s
+				wp[o] = 0
+				if j := c0 + jc; j < cols {
+					wp[o] = rows[int(math.Float32bits(ip[o]))*cols+j]
+				}
+			}
+		}
+	}
 }
 
 func (k *NM) Run(p *pool.Pool, a, w, dy, c []float32, ep *Epilogue) {
@@ -325,6 +380,8 @@ func (k *NM) Run(p *pool.Pool, a, w, dy, c []float32, ep *Epilogue) {
 			k.xacc = append(k.xacc, make([]float32, k.s.Rows*lanes))
 			k.ytc = append(k.ytc, make([]float32, nmChunk*lanes))
 		}
+		k.dpk = growF(k.dpk, k.chunks*k.groups*nmDXGroup(k.n))
+		k.tDXPack.run(p, k.chunks*k.groups, 16, k.fDXPack)
 		k.tMul.run(p, blocks, 1, k.fMul)
 		if ep != nil && !ep.empty() {
 			ep.apply(c, k.s.Rows, 0, k.s.Batch)
@@ -524,7 +581,8 @@ func (k *NM) inputBlocks(w, lo, hi int) {
 			transpose(yt, lanes, k.a[b0*cols+c0:], cols, 0, nb, min(nmChunk, cols-c0)) // a is dY here
 			cnt := k.ccnt[ch*k.groups*nc : (ch+1)*k.groups*nc]
 			ent := k.cent[k.cstart[ch]:k.cstart[ch+1]]
-			nmDX(k.n, k.groups, cnt, ent, k.w[c0:], cols, yt, acc)
+			gs := k.groups * nmDXGroup(k.n)
+			nmDX(k.n, k.groups, cnt, ent, k.dpk[ch*gs:(ch+1)*gs], yt, acc)
 		}
 		transpose(k.c[b0*rows:], rows, acc, lanes, 0, rows, nb)
 	}
@@ -575,17 +633,18 @@ func nmDWGo(n, nb int, x, y []float32, ldy int, idx, out []float32, ldo int) {
 }
 
 // nmDXGo is the portable nmDX (see the generator in asm_gen.go).
-func nmDXGo(n, ngroups int, cnt, ent []int32, w []float32, ldw int, yt, acc []float32) {
+func nmDXGo(n, ngroups int, cnt, ent []int32, wp, yt, acc []float32) {
 	classes := nmClassesOf(n)
 	e := 0
 	for g := range ngroups {
+		pw := wp[g*nmDXGroup(n):]
 		for c, set := range classes {
 			for range cnt[g*len(classes)+c] {
 				j := int(ent[e])
 				e++
 				y := yt[j*lanes : j*lanes+lanes]
-				for _, r := range set {
-					v := w[(4*g+r)*ldw+j]
+				for s, r := range set {
+					v := pw[nmDXOffset(n, j)+32*s]
 					a := acc[(4*g+r)*lanes : (4*g+r)*lanes+lanes]
 					for l, x := range y {
 						a[l] += v * x
