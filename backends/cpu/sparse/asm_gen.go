@@ -375,13 +375,13 @@ func nmFwd(n int) {
 // x[b][0:12]) · y[b][0:32], x a packed strip of twelve columns (12 floats
 // per b, read sixteen at a time, so four past the last must be readable),
 // y a panel of 32 columns of dY (ldy floats per b), idx the 3·n·2 index
-// vectors (4g plus the kept row, 0..11). The tile is written as the twelve
+// vectors as bytes (4g plus the kept row, 0..11). The tile is written as the twelve
 // dense rows of dW it covers (ldo floats apart): in row 4g+i, lane l holds
 // the slot whose index is 4g+i, or zero where the mask prunes it, so no
 // scatter is left to the caller.
 func nmDW(n int) {
 	name := fmt.Sprintf("nmDWN%dAVX512", n)
-	fmt.Fprintf(&out, "\n// func %s(nb int, x, y *float32, ldy int, idx, out *float32, ldo int)\n", name)
+	fmt.Fprintf(&out, "\n// func %s(nb int, x, y *float32, ldy int, idx *uint8, out *float32, ldo int)\n", name)
 	fmt.Fprintf(&out, "TEXT ·%s(SB), NOSPLIT, $0-56\n", name)
 	p("MOVQ nb+0(FP), CX")
 	p("MOVQ x+8(FP), SI")
@@ -395,7 +395,7 @@ func nmDW(n int) {
 		for s := 0; s < n; s++ {
 			for v := 0; v < 2; v++ {
 				p("VPXORD Z%d, Z%d, Z%d", acc(g, s, v), acc(g, s, v), acc(g, s, v))
-				p("VMOVUPS %d(R10), Z%d", 64*(acc(g, s, v)), ir(g, s, v))
+				p("VPMOVZXBD %d(R10), Z%d", 16*(acc(g, s, v)), ir(g, s, v))
 			}
 		}
 	}
@@ -523,37 +523,46 @@ func nmClasses(n int) [][]int {
 // nmDX: the input gradient for groups of four rows of W (outputs k) and 64
 // batch lanes: for each group, acc[i][0:64] += Σ over the group's entries e
 // of class c: wp[slot s, col e]·yt[e][0:64] for each kept row c_s. Entries
-// are column indices e (int32) within a chunk of columns, grouped by class
+// are column indices e (bytes) within a chunk of columns, grouped by class
 // (cnt holds the class counts of each group); wp holds the chunk's kept
 // weights packed per group (nmDXGroup(n) floats each) as four panels of 32
 // columns, slot by slot (column e, slot s at (e/32)·32n + 32s + e%32), so
 // the broadcasts read a stream instead of four rows of W 4 KiB apart; yt is
 // the chunk's dYᵀ (64 floats per column); acc holds 4 x 64 floats per group
-// and is read and written back.
+// and is read and written back, or only written when first is non-zero.
 func nmDX(n int) {
 	classes := nmClasses(n)
 	name := fmt.Sprintf("nmDXN%dAVX512", n)
-	fmt.Fprintf(&out, "\n// func %s(ngroups int, cnt, ent *int32, wp, yt, acc *float32)\n", name)
-	fmt.Fprintf(&out, "TEXT ·%s(SB), NOSPLIT, $0-48\n", name)
+	fmt.Fprintf(&out, "\n// func %s(ngroups int, cnt *int32, ent *uint8, wp, yt, acc *float32, first int)\n", name)
+	fmt.Fprintf(&out, "TEXT ·%s(SB), NOSPLIT, $0-56\n", name)
 	p("MOVQ ngroups+0(FP), CX")
 	p("MOVQ cnt+8(FP), R10")
 	p("MOVQ ent+16(FP), SI")
 	p("MOVQ wp+24(FP), R11")
 	p("MOVQ yt+32(FP), DI")
 	p("MOVQ acc+40(FP), DX")
+	p("MOVQ first+48(FP), R13")
 	p("TESTQ CX, CX")
 	p("JZ %s_done", name)
 	fmt.Fprintf(&out, "%s_group:\n", name)
+	p("TESTQ R13, R13")
+	p("JNZ %s_zero", name)
 	for i := 0; i < 16; i++ {
 		p("VMOVUPS %d(DX), Z%d", 64*i, i)
 	}
+	p("JMP %s_classes", name)
+	fmt.Fprintf(&out, "%s_zero:\n", name)
+	for i := 0; i < 16; i++ {
+		p("VPXORD Z%d, Z%d, Z%d", i, i, i)
+	}
+	fmt.Fprintf(&out, "%s_classes:\n", name)
 	for ci, cl := range classes {
 		l := fmt.Sprintf("%s_c%d", name, ci)
 		p("MOVLQSX %d(R10), BX", 4*ci)
 		p("TESTQ BX, BX")
 		p("JZ %s_end", l)
 		fmt.Fprintf(&out, "%s:\n", l)
-		p("MOVLQSX (SI), AX")
+		p("MOVBQZX (SI), AX")
 		p("MOVQ AX, R8")
 		p("SHLQ $8, R8")
 		// R12: the entry's packed offset, e + (n-1)·(e &^ 31)
@@ -573,7 +582,7 @@ func nmDX(n int) {
 				p("VFMADD231PS Z%d, Z%d, Z%d", 16+v, 20+s, 4*r+v)
 			}
 		}
-		p("ADDQ $4, SI")
+		p("INCQ SI")
 		p("DECQ BX")
 		p("JNZ %s", l)
 		fmt.Fprintf(&out, "%s_end:\n", l)

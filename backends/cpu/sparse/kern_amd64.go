@@ -41,10 +41,10 @@ func nmFwdN2AVX512(ngroups int, x *float32, ldx int, wp, ip, c *float32, ldc int
 func nmFwdN3AVX512(ngroups int, x *float32, ldx int, wp, ip, c *float32, ldc int, accumulate int)
 
 //go:noescape
-func nmDWN1AVX512(nb int, x, y *float32, ldy int, idx, out *float32, ldo int)
+func nmDWN1AVX512(nb int, x, y *float32, ldy int, idx *uint8, out *float32, ldo int)
 
 //go:noescape
-func nmDWN2AVX512(nb int, x, y *float32, ldy int, idx, out *float32, ldo int)
+func nmDWN2AVX512(nb int, x, y *float32, ldy int, idx *uint8, out *float32, ldo int)
 
 //go:noescape
 func nmPackN1AVX512(npanels int, w *float32, ldw int, ip, wp *float32, stride int)
@@ -56,13 +56,13 @@ func nmPackN2AVX512(npanels int, w *float32, ldw int, ip, wp *float32, stride in
 func nmPackN3AVX512(npanels int, w *float32, ldw int, ip, wp *float32, stride int)
 
 //go:noescape
-func nmDXN1AVX512(ngroups int, cnt, ent *int32, wp, yt, acc *float32)
+func nmDXN1AVX512(ngroups int, cnt *int32, ent *uint8, wp, yt, acc *float32, first int)
 
 //go:noescape
-func nmDXN2AVX512(ngroups int, cnt, ent *int32, wp, yt, acc *float32)
+func nmDXN2AVX512(ngroups int, cnt *int32, ent *uint8, wp, yt, acc *float32, first int)
 
 //go:noescape
-func nmDXN3AVX512(ngroups int, cnt, ent *int32, wp, yt, acc *float32)
+func nmDXN3AVX512(ngroups int, cnt *int32, ent *uint8, wp, yt, acc *float32, first int)
 
 func init() {
 	if !cpu.X86.HasAVX512F {
@@ -125,8 +125,8 @@ func init() {
 		_ = c[(nmRows-1)*ldc+31]
 		fwd[n](ngroups, &x[0], ldx, &wp[0], &ip[0], &c[0], ldc, accumulate)
 	}
-	dw := [3]func(int, *float32, *float32, int, *float32, *float32, int){nil, nmDWN1AVX512, nmDWN2AVX512}
-	nmDW = func(n, nb int, x, y []float32, ldy int, idx, out []float32, ldo int) {
+	dw := [3]func(int, *float32, *float32, int, *uint8, *float32, int){nil, nmDWN1AVX512, nmDWN2AVX512}
+	nmDW = func(n, nb int, x, y []float32, ldy int, idx []uint8, out []float32, ldo int) {
 		_ = out[11*ldo+31]
 		if nb == 0 {
 			for r := range 12 {
@@ -149,15 +149,19 @@ func init() {
 		_ = wp[(npanels-1)*stride+32*n-1]
 		pack[n](npanels, &w[0], ldw, &ip[0], &wp[0], stride)
 	}
-	dx := [4]func(int, *int32, *int32, *float32, *float32, *float32){nil, nmDXN1AVX512, nmDXN2AVX512, nmDXN3AVX512}
-	nmDX = func(n, ngroups int, cnt, ent []int32, wp, yt, acc []float32) {
+	dx := [4]func(int, *int32, *uint8, *float32, *float32, *float32, int){nil, nmDXN1AVX512, nmDXN2AVX512, nmDXN3AVX512}
+	nmDX = func(n, ngroups int, cnt []int32, ent []uint8, wp, yt, acc []float32, first bool) {
 		_ = cnt[ngroups*[4]int{0, 4, 6, 4}[n]-1]
 		_ = acc[ngroups*4*lanes-1]
 		_ = wp[ngroups*nmDXGroup(n)-1]
 		if len(ent) == 0 {
-			ent = []int32{0}
+			ent = []uint8{0}
 		}
-		dx[n](ngroups, &cnt[0], &ent[0], &wp[0], &yt[0], &acc[0])
+		f := 0
+		if first {
+			f = 1
+		}
+		dx[n](ngroups, &cnt[0], &ent[0], &wp[0], &yt[0], &acc[0], f)
 	}
 	nmVector = true
 }

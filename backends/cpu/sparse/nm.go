@@ -46,7 +46,7 @@ type NM struct {
 	bpack  []float32
 
 	// weight: per (strip, column panel) the 3·n·2 index vectors
-	didx     []float32
+	didx     []uint8
 	xstrip   [][]float32 // per worker: the strip of X its tiles are on
 	xstripQ  []int       // which strip that is (-1: none yet this call)
 	ypanels  []float32   // dY in panels of 32 columns (batch x 32 each, zero-padded)
@@ -58,7 +58,7 @@ type NM struct {
 	chunks  int
 	ccnt    []int32
 	cstart  []int32 // per chunk: first entry
-	cent    []int32
+	cent    []uint8
 	dix     []float32   // per (chunk, group): the index vectors of its panels
 	dpk     []float32   // per (chunk, group): its kept weights, packed each run
 	ytc     [][]float32 // per worker: dYᵀ of one chunk of columns by 64 batch rows
@@ -80,7 +80,7 @@ const (
 	nmRows       = 8   // forward tile rows
 	nmColBlock   = 4   // forward: column panels per block
 	nmKBlock     = 128 // forward: groups per k block (384 inputs)
-	nmChunk      = 128 // input gradient: columns of W per chunk (32 KiB of dYᵀ)
+	nmChunk      = 128 // input gradient: columns of W per chunk (32 KiB of dYᵀ; at most 256, entries are bytes)
 	nmOverRead   = 12  // forward: floats the kernel reads past a row's last group
 	nmPackBlocks = 8   // weight gradient: row blocks of dY in the packing jobs
 )
@@ -208,7 +208,7 @@ func (k *NM) buildWeight() {
 	strips := k.dwGroups / 3
 	per := 3 * n * 32
 	if len(k.didx) < strips*k.panels*per {
-		k.didx = make([]float32, strips*k.panels*per)
+		k.didx = make([]uint8, strips*k.panels*per)
 	}
 	for q := range strips {
 		for jp := range k.panels {
@@ -222,7 +222,7 @@ func (k *NM) buildWeight() {
 							i = k.idx[((3*q+g)*n+s)*cols+j]
 						}
 						// the kernel picks from the strip's twelve columns
-						d[(g*n+s)*32+l] = math.Float32frombits(uint32(4*g) + uint32(i))
+						d[(g*n+s)*32+l] = uint8(4*g) + i
 					}
 				}
 			}
@@ -265,11 +265,14 @@ func (k *NM) buildInput() {
 		sum += v
 	}
 	k.cstart[k.chunks] = sum
-	k.cent = grow(k.cent, int(sum))
+	if cap(k.cent) < int(sum) {
+		k.cent = make([]uint8, sum)
+	}
+	k.cent = k.cent[:sum]
 	for g := range k.groups {
 		for j := range cols {
 			slot := ((j/nmChunk)*k.groups+g)*nc + int(cls[g*cols+j])
-			k.cent[first[slot]] = int32(j % nmChunk) // within the chunk
+			k.cent[first[slot]] = uint8(j % nmChunk) // within the chunk
 			first[slot]++
 		}
 	}
@@ -572,7 +575,6 @@ func (k *NM) inputBlocks(w, lo, hi int) {
 	for t := lo; t < hi; t++ {
 		b0 := t * lanes
 		nb := min(lanes, k.s.Batch-b0)
-		clear(acc)
 		for ch := range k.chunks {
 			c0 := ch * nmChunk
 			if nb < lanes {
@@ -582,7 +584,7 @@ func (k *NM) inputBlocks(w, lo, hi int) {
 			cnt := k.ccnt[ch*k.groups*nc : (ch+1)*k.groups*nc]
 			ent := k.cent[k.cstart[ch]:k.cstart[ch+1]]
 			gs := k.groups * nmDXGroup(k.n)
-			nmDX(k.n, k.groups, cnt, ent, k.dpk[ch*gs:(ch+1)*gs], yt, acc)
+			nmDX(k.n, k.groups, cnt, ent, k.dpk[ch*gs:(ch+1)*gs], yt, acc, ch == 0)
 		}
 		transpose(k.c[b0*rows:], rows, acc, lanes, 0, rows, nb)
 	}
@@ -614,14 +616,14 @@ func nmFwdGo(n, ngroups int, x []float32, ldx, rn int, wp, ip []float32, out []f
 // three groups by 32 columns, row 4g+i holding at lane l
 // Σ_b x[b·12+4g+i]·y[b·ldy+l] where slot s of lane l keeps it
 // (idx[(g·n+s)·32+l] = 4g+i), and zero where no slot does.
-func nmDWGo(n, nb int, x, y []float32, ldy int, idx, out []float32, ldo int) {
+func nmDWGo(n, nb int, x, y []float32, ldy int, idx []uint8, out []float32, ldo int) {
 	for r := range 12 {
 		clear(out[r*ldo : r*ldo+32])
 	}
 	for g := range 3 {
 		for s := range n {
 			for l := range 32 {
-				i := int(math.Float32bits(idx[(g*n+s)*32+l]))
+				i := int(idx[(g*n+s)*32+l])
 				var sum float32
 				for b := range nb {
 					sum += x[b*12+i] * y[b*ldy+l]
@@ -633,8 +635,11 @@ func nmDWGo(n, nb int, x, y []float32, ldy int, idx, out []float32, ldo int) {
 }
 
 // nmDXGo is the portable nmDX (see the generator in asm_gen.go).
-func nmDXGo(n, ngroups int, cnt, ent []int32, wp, yt, acc []float32) {
+func nmDXGo(n, ngroups int, cnt []int32, ent []uint8, wp, yt, acc []float32, first bool) {
 	classes := nmClassesOf(n)
+	if first {
+		clear(acc[:ngroups*4*lanes])
+	}
 	e := 0
 	for g := range ngroups {
 		pw := wp[g*nmDXGroup(n):]
