@@ -79,7 +79,7 @@ type NM struct {
 const (
 	nmRows       = 8   // forward tile rows
 	nmColBlock   = 4   // forward: column panels per block
-	nmKBlock     = 128 // forward: groups per k block (384 inputs)
+	nmKBlock     = 256 // forward: groups per k block (1024 inputs: a panel of 8 rows of X is 32 KiB)
 	nmChunk      = 128 // input gradient: columns of W per chunk (32 KiB of dYᵀ; at most 256, entries are bytes)
 	nmOverRead   = 12  // forward: floats the kernel reads past a row's last group
 	nmPackBlocks = 8   // weight gradient: row blocks of dY in the packing jobs
