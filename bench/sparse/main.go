@@ -10,8 +10,8 @@
 // for the masks 2:4 (magnitude), block (32x32 blocks, 10% kept) and
 // unstructured (10% kept, random). It prints one JSON line per variant and
 // product ({"system":"expc","variant":"fused/2:4/nm","median_ms":...}; the
-// whole forward + backward, then /fwd, /dx, /dw alone). bench/sparse.sh
-// runs it next to PyTorch.
+// whole forward + backward, then /fwd, /dx, /dw alone); the variants take
+// turns rep by rep. bench/sparse.sh runs it next to PyTorch.
 package main
 
 import (
@@ -72,24 +72,32 @@ func main() {
 		fill(x.F32(b.ids["m/"+pat]), x.F32(b.ids["w"]), pat, b.K, b.N, r)
 		x.I32(b.ids["gen/"+pat])[0] = int32(len(pat)) // any non-zero generation
 	}
+	// Variants alternate rep by rep (after two warm-up rounds), so that load
+	// from other users of this shared machine lands on all of them alike
+	// and the ratios between them hold within a run.
+	var names []string
 	for _, pr := range plan.Programs {
-		if *only != "" && !startsWith(pr.Name, *only) {
-			continue
+		if *only == "" || startsWith(pr.Name, *only) {
+			names = append(names, pr.Name)
 		}
-		ts := make([]time.Duration, *reps)
-		for i := -2; i < *reps; i++ {
+	}
+	ts := make([][]time.Duration, len(names))
+	for rep := -2; rep < *reps; rep++ {
+		for i, name := range names {
 			t0 := time.Now()
-			if err := x.Run(pr.Name); err != nil {
+			if err := x.Run(name); err != nil {
 				fmt.Fprintln(os.Stderr, err)
 				os.Exit(1)
 			}
-			if i >= 0 {
-				ts[i] = time.Since(t0)
+			if rep >= 0 {
+				ts[i] = append(ts[i], time.Since(t0))
 			}
 		}
-		slices.Sort(ts)
+	}
+	for i, name := range names {
+		slices.Sort(ts[i])
 		fmt.Printf(`{"system":"expc","variant":%q,"batch":%d,"in":%d,"out":%d,"threads":%d,"reps":%d,"median_ms":%.3f,"best_ms":%.3f}`+"\n",
-			pr.Name, b.B, b.K, b.N, *threads, *reps, ts[len(ts)/2].Seconds()*1e3, ts[0].Seconds()*1e3)
+			name, b.B, b.K, b.N, *threads, *reps, ts[i][len(ts[i])/2].Seconds()*1e3, ts[i][0].Seconds()*1e3)
 	}
 }
 
