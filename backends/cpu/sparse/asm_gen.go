@@ -403,27 +403,43 @@ func nmDW(n int) {
 	y0, y1 := base, base+1
 	x := base + 2
 	tmp := []int{base + 3, base + 4}
-	p("TESTQ CX, CX")
-	p("JZ %s_store", name)
-	fmt.Fprintf(&out, "%s_loop:\n", name)
-	p("VMOVUPS (DI), Z%d", y0)
-	p("VMOVUPS 64(DI), Z%d", y1)
-	p("VMOVUPS (SI), Z%d", x)
-	t := 0
-	for g := 0; g < 3; g++ {
-		for s := 0; s < n; s++ {
-			for v := 0; v < 2; v++ {
-				tr := tmp[t%2]
-				t++
-				p("VPERMPS Z%d, Z%d, Z%d", x, ir(g, s, v), tr)
-				p("VFMADD231PS Z%d, Z%d, Z%d", tr, y0+v, acc(g, s, v))
+	// One batch row: its dY row into ys, its strip row into xr.
+	body := func(ys [2]int, xr int, xoff int, yaddr string) {
+		p("VMOVUPS %s, Z%d", yaddr, ys[0])
+		p("VMOVUPS 64%s, Z%d", yaddr, ys[1])
+		p("VMOVUPS %d(SI), Z%d", xoff, xr)
+		t := 0
+		for g := 0; g < 3; g++ {
+			for s := 0; s < n; s++ {
+				for v := 0; v < 2; v++ {
+					tr := tmp[t%2]
+					t++
+					p("VPERMPS Z%d, Z%d, Z%d", xr, ir(g, s, v), tr)
+					p("VFMADD231PS Z%d, Z%d, Z%d", tr, ys[v], acc(g, s, v))
+				}
 			}
 		}
 	}
-	p("ADDQ $48, SI")
-	p("ADDQ R9, DI")
-	p("DECQ CX")
+	// Two batch rows per pass (the second in registers 29..31 where n = 2
+	// leaves them free), then the odd one.
+	p("MOVQ CX, R11")
+	p("SHRQ $1, R11")
+	p("JZ %s_tail", name)
+	fmt.Fprintf(&out, "%s_loop:\n", name)
+	body([2]int{y0, y1}, x, 0, "(DI)")
+	if n == 2 {
+		body([2]int{29, 30}, 31, 48, "(DI)(R9*1)")
+	} else {
+		body([2]int{y0, y1}, x, 48, "(DI)(R9*1)")
+	}
+	p("ADDQ $96, SI")
+	p("LEAQ (DI)(R9*2), DI")
+	p("DECQ R11")
 	p("JNZ %s_loop", name)
+	fmt.Fprintf(&out, "%s_tail:\n", name)
+	p("TESTQ $1, CX")
+	p("JZ %s_store", name)
+	body([2]int{y0, y1}, x, 0, "(DI)")
 	fmt.Fprintf(&out, "%s_store:\n", name)
 	p("MOVQ out+40(FP), DX")
 	p("MOVQ ldo+48(FP), R8")
