@@ -1,0 +1,14 @@
+// Package ports measures which AVX-512 operations share the FMA's
+// execution pipes on the machine it runs on: the throughput of fused
+// multiply-adds alone, next to a shuffle, blend or broadcast, and with
+// their operands loaded from memory. These figures bound the sparse
+// kernels in backends/cpu/sparse (a VPERMPS per kept weight in the 2:4
+// forward and weight gradient; a load per multiply-add in the index-list
+// SpMM). Run on amd64 with AVX-512:
+//
+//	go test -bench . ./bench/ports
+//
+// Each benchmark reports ns per vector FMA (per operation for Only*).
+package ports
+
+//go:generate go run gen.go
