@@ -16,7 +16,8 @@ import (
 //	input    C[b, k] = Σ_j dY[b, j]·W'[k, j]: for each group the columns j are
 //	         sorted by which rows they keep (their class), so within a class
 //	         the n rows updated are fixed: one load of a row of dYᵀ feeds n
-//	         fused multiply-adds (64 batch lanes)
+//	         fused multiply-adds (64 batch lanes); the kept weights are packed
+//	         each run into a stream in the entries' layout
 //	weight   D at the kept slots only: Σ_b perm(idx, X[b, 4g:4g+4])·dY[b, j],
 //	         three groups x 32 columns per tile, which the kernel writes as
 //	         the tile's twelve dense rows of dW (zero where pruned)
@@ -53,7 +54,8 @@ type NM struct {
 	dout     [][]float32
 	dwGroups int // full strips of three groups
 
-	// input: per (chunk, group, class) counts and the entries (columns)
+	// input: per (chunk, group, class) counts and the entries (columns,
+	// bytes within the chunk)
 	classes int
 	chunks  int
 	ccnt    []int32
