@@ -378,7 +378,7 @@ func (k *NM) Run(p *pool.Pool, a, w, dy, c []float32, ep *Epilogue) {
 			k.xstripQ[i] = -1
 		}
 		k.tPanel.run(p, nmPackBlocks, 1, k.fPanel)
-		k.tMul.run(p, k.panels*strips, 4, k.fMul)
+		k.tMul.run(p, k.panels*strips, k.panels, k.fMul) // whole strips: each is packed once
 	case Input:
 		blocks := ceilDiv(k.s.Batch, lanes)
 		for len(k.xacc) < workers {

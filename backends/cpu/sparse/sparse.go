@@ -82,9 +82,14 @@ type Kernel interface {
 
 func ceilDiv(a, b int) int { return (a + b - 1) / b }
 
-// forEach runs fn over [0, n) in at most p.Workers() contiguous chunks of
-// at least grain units; fn gets its worker index. It allocates one closure
-// per call only when a caller passes a fresh one: kernels keep theirs.
+// tasksPerWorker is how many chunks a parallel loop is cut into per worker.
+const tasksPerWorker = 4
+
+// rangeTask runs fn over [0, n) in contiguous chunks of whole grains, up to tasksPerWorker of them per worker, which the pool hands out
+// as workers come free: on a shared machine a core slowed by another user
+// then does less of the work instead of holding up the call. fn gets its
+// worker index. It allocates one closure per call only when a caller
+// passes a fresh one: kernels keep theirs.
 type rangeTask struct {
 	fn    func(w, lo, hi int)
 	n     int
@@ -105,8 +110,9 @@ func (t *rangeTask) run(p *pool.Pool, n, grain int, fn func(w, lo, hi int)) {
 	if p != nil {
 		workers = p.Workers()
 	}
-	tasks := min(workers, max(1, n/max(grain, 1)))
-	t.fn, t.n, t.size = fn, n, ceilDiv(n, tasks)
+	grain = max(grain, 1)
+	tasks := min(tasksPerWorker*workers, max(1, n/grain))
+	t.fn, t.n, t.size = fn, n, ceilDiv(ceilDiv(n, tasks), grain)*grain // chunks of whole grains
 	t.tasks = ceilDiv(n, t.size)
 	if p == nil || t.tasks == 1 {
 		fn(0, 0, n)
