@@ -5,10 +5,14 @@ package sparse
 // 16x16 blocks so that both sides stream whole cache lines.
 func transpose(dst []float32, ldd int, src []float32, lds, r0, r1, cols int) {
 	const bs = 16
-	for rb := r0; rb < r1; rb += bs {
-		re := min(rb+bs, r1)
-		for cb := 0; cb < cols; cb += bs {
-			ce := min(cb+bs, cols)
+	// Sixteen rows of dst at a time, left to right: dst's lines are written
+	// in sixteen sequential streams. (Block column by block column wrote
+	// one line in each of up to 64 rows 4 KiB apart per step, and the
+	// input gradient's last transpose took 0.8 ms a call on one core.)
+	for cb := 0; cb < cols; cb += bs {
+		ce := min(cb+bs, cols)
+		for rb := r0; rb < r1; rb += bs {
+			re := min(rb+bs, r1)
 			if re-rb == bs && ce-cb == bs {
 				transpose16(dst[cb*ldd+rb:], ldd, src[rb*lds+cb:], lds)
 				continue
