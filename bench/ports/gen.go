@@ -125,5 +125,6 @@ var others = []struct{ name, asm string }{
 	{"SHUFPS", "VSHUFPS $0x1b, Z28, Z%d, Z%d"},
 	{"BLENDMPS", "VBLENDMPS Z28, Z%d, K1, Z%d"},
 	{"PANDD", "VPANDD Z28, Z%d, Z%d"},
+	{"PSRLD", "VPSRLD $4, Z%d, Z%d"},
 	{"BROADCASTSS", "VBROADCASTSS X%d, Z%d"},
 }

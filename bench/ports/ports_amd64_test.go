@@ -17,6 +17,7 @@ var loops = []struct {
 	{"FMA+SHUFPS", fmaWithSHUFPS}, {"OnlySHUFPS", onlySHUFPS},
 	{"FMA+BLENDMPS", fmaWithBLENDMPS}, {"OnlyBLENDMPS", onlyBLENDMPS},
 	{"FMA+PANDD", fmaWithPANDD}, {"OnlyPANDD", onlyPANDD},
+	{"FMA+PSRLD", fmaWithPSRLD}, {"OnlyPSRLD", onlyPSRLD},
 	{"FMA+BROADCASTSS", fmaWithBROADCASTSS}, {"OnlyBROADCASTSS", onlyBROADCASTSS},
 	{"FMAMem", fmaMem},
 	{"FMAMem+Bcast", fmaMemBcast},
