@@ -297,7 +297,7 @@ func kernT() {
 // (accumulate = 0) or added to.
 func nmFwd(n int) {
 	name := fmt.Sprintf("nmFwdN%dAVX512", n)
-	fmt.Fprintf(&out, "\n// func %s(ngroups int, x *float32, ldx int, wp, ip, c *float32, ldc int, accumulate int)\n", name)
+	fmt.Fprintf(&out, "\n// func %s(ngroups int, x *float32, ldx int, wp *float32, ip *uint32, c *float32, ldc int, accumulate int)\n", name)
 	fmt.Fprintf(&out, "TEXT ·%s(SB), NOSPLIT, $0-64\n", name)
 	p("MOVQ ngroups+0(FP), CX")
 	p("MOVQ x+8(FP), SI")
@@ -319,7 +319,14 @@ func nmFwd(n int) {
 	for s := 0; s < n; s++ {
 		for v := 0; v < 2; v++ {
 			p("VMOVUPS %d(DI), Z%d", 128*s+64*v, wr(s, v))
-			p("VMOVUPS %d(R11), Z%d", 128*s+64*v, ir(s, v))
+		}
+	}
+	// Slot s's index is bits 4s.. of the group's index vectors; VPERMPS
+	// reads only the low four bits of each lane.
+	for v := 0; v < 2; v++ {
+		p("VMOVDQU32 %d(R11), Z%d", 64*v, ir(0, v))
+		for s := 1; s < n; s++ {
+			p("VPSRLD $%d, Z%d, Z%d", 4*s, ir(0, v), ir(s, v))
 		}
 	}
 	rows := []string{"(SI)", "(SI)(R9*1)", "(SI)(R9*2)", "(BX)", "(BX)(R9*1)", "(BX)(R9*2)", "(R12)", "(R12)(R9*1)"}
@@ -342,7 +349,7 @@ func nmFwd(n int) {
 	p("ADDQ $16, BX")
 	p("ADDQ $16, R12")
 	p("ADDQ $%d, DI", 128*n)
-	p("ADDQ $%d, R11", 128*n)
+	p("ADDQ $128, R11")
 	p("DECQ CX")
 	p("JNZ %s_loop", name)
 	fmt.Fprintf(&out, "%s_store:\n", name)
@@ -466,28 +473,32 @@ func nmDW(n int) {
 	p("RET")
 }
 
-// nmPack fills the forward's packed weights for one group of four rows of
-// W: for npanels panels of 32 columns (each panel's weights and indices
-// stride floats after the previous one's), weight vector (s, v) takes,
-// lane by lane, the row its index vector names: three compares and three
-// masked moves per vector over the four rows.
+// nmPack fills the packed weights of one group of four rows of W: for
+// npanels panels of 32 columns, weight vector (s, v) of a panel (wp, its
+// panels wpStride floats apart) takes, lane by lane, the row that bits 4s..
+// of the panel's index vector v name (ip, ipStride apart): three compares
+// and three masked moves per vector over the four rows.
 func nmPack(n int) {
 	name := fmt.Sprintf("nmPackN%dAVX512", n)
-	fmt.Fprintf(&out, "\n// func %s(npanels int, w *float32, ldw int, ip, wp *float32, stride int)\n", name)
-	fmt.Fprintf(&out, "TEXT ·%s(SB), NOSPLIT, $0-48\n", name)
+	fmt.Fprintf(&out, "\n// func %s(npanels int, w *float32, ldw int, ip *uint32, ipStride int, wp *float32, wpStride int)\n", name)
+	fmt.Fprintf(&out, "TEXT ·%s(SB), NOSPLIT, $0-56\n", name)
 	p("MOVQ npanels+0(FP), CX")
 	p("MOVQ w+8(FP), SI")
 	p("MOVQ ldw+16(FP), R9")
 	p("SHLQ $2, R9")
 	p("MOVQ ip+24(FP), R11")
-	p("MOVQ wp+32(FP), DI")
-	p("MOVQ stride+40(FP), R8")
+	p("MOVQ ipStride+32(FP), R12")
+	p("SHLQ $2, R12")
+	p("MOVQ wp+40(FP), DI")
+	p("MOVQ wpStride+48(FP), R8")
 	p("SHLQ $2, R8")
 	p("LEAQ (R9)(R9*2), R10")
 	for i := 1; i < 4; i++ {
 		p("MOVL $%d, AX", i)
 		p("VPBROADCASTD AX, Z%d", 28+i) // Z29..Z31: the indices 1, 2, 3
 	}
+	p("MOVL $15, AX")
+	p("VPBROADCASTD AX, Z28")
 	p("TESTQ CX, CX")
 	p("JZ %s_done", name)
 	fmt.Fprintf(&out, "%s_loop:\n", name)
@@ -496,11 +507,17 @@ func nmPack(n int) {
 		for i, r := range rows {
 			p("VMOVUPS %d%s, Z%d", 64*v, r, 4*v+i)
 		}
+		p("VMOVDQU32 %d(R11), Z%d", 64*v, 24+v)
 	}
 	for s := 0; s < n; s++ {
 		for v := 0; v < 2; v++ {
 			idx, res := 8+2*s+v, 16+2*s+v
-			p("VMOVUPS %d(R11), Z%d", 128*s+64*v, idx)
+			if s == 0 {
+				p("VPANDD Z28, Z%d, Z%d", 24+v, idx)
+			} else {
+				p("VPSRLD $%d, Z%d, Z%d", 4*s, 24+v, idx)
+				p("VPANDD Z28, Z%d, Z%d", idx, idx)
+			}
 			p("VMOVAPS Z%d, Z%d", 4*v, res)
 			for i := 1; i < 4; i++ {
 				p("VPCMPEQD Z%d, Z%d, K%d", 28+i, idx, i)
@@ -511,7 +528,7 @@ func nmPack(n int) {
 	}
 	p("ADDQ $128, SI")
 	p("ADDQ R8, DI")
-	p("ADDQ R8, R11")
+	p("ADDQ R12, R11")
 	p("DECQ CX")
 	p("JNZ %s_loop", name)
 	fmt.Fprintf(&out, "%s_done:\n", name)

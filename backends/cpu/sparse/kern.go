@@ -24,7 +24,7 @@ const microMR, microNR = 12, 32
 
 // nmFwdTileGo is the portable nmFwd: a full 8 x 32 tile of C (+)= the
 // kept slots of ngroups groups.
-func nmFwdTileGo(n, ngroups int, x []float32, ldx int, wp, ip, c []float32, ldc, accumulate int) {
+func nmFwdTileGo(n, ngroups int, x []float32, ldx int, wp []float32, ip []uint32, c []float32, ldc, accumulate int) {
 	var t [nmRows * 32]float32
 	nmFwdGo(n, ngroups, x, ldx, nmRows, wp, ip, t[:], 32)
 	for r := range nmRows {

@@ -32,13 +32,13 @@ func kernRowsAVX512(nseg int, k0 *int32, a *float32, lda int, b, c *float32, ldc
 func kernTAVX512(n int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int)
 
 //go:noescape
-func nmFwdN1AVX512(ngroups int, x *float32, ldx int, wp, ip, c *float32, ldc int, accumulate int)
+func nmFwdN1AVX512(ngroups int, x *float32, ldx int, wp *float32, ip *uint32, c *float32, ldc int, accumulate int)
 
 //go:noescape
-func nmFwdN2AVX512(ngroups int, x *float32, ldx int, wp, ip, c *float32, ldc int, accumulate int)
+func nmFwdN2AVX512(ngroups int, x *float32, ldx int, wp *float32, ip *uint32, c *float32, ldc int, accumulate int)
 
 //go:noescape
-func nmFwdN3AVX512(ngroups int, x *float32, ldx int, wp, ip, c *float32, ldc int, accumulate int)
+func nmFwdN3AVX512(ngroups int, x *float32, ldx int, wp *float32, ip *uint32, c *float32, ldc int, accumulate int)
 
 //go:noescape
 func nmDWN1AVX512(nb int, x, y *float32, ldy int, idx *uint8, out *float32, ldo int)
@@ -47,13 +47,13 @@ func nmDWN1AVX512(nb int, x, y *float32, ldy int, idx *uint8, out *float32, ldo 
 func nmDWN2AVX512(nb int, x, y *float32, ldy int, idx *uint8, out *float32, ldo int)
 
 //go:noescape
-func nmPackN1AVX512(npanels int, w *float32, ldw int, ip, wp *float32, stride int)
+func nmPackN1AVX512(npanels int, w *float32, ldw int, ip *uint32, ipStride int, wp *float32, wpStride int)
 
 //go:noescape
-func nmPackN2AVX512(npanels int, w *float32, ldw int, ip, wp *float32, stride int)
+func nmPackN2AVX512(npanels int, w *float32, ldw int, ip *uint32, ipStride int, wp *float32, wpStride int)
 
 //go:noescape
-func nmPackN3AVX512(npanels int, w *float32, ldw int, ip, wp *float32, stride int)
+func nmPackN3AVX512(npanels int, w *float32, ldw int, ip *uint32, ipStride int, wp *float32, wpStride int)
 
 //go:noescape
 func nmDXN1AVX512(ngroups int, cnt *int32, ent *uint8, wp, yt, acc *float32, first int)
@@ -114,14 +114,14 @@ func init() {
 		_ = b[(n-1)*ldb+microNR-1]
 		kernTAVX512(n, &a[0], lda, &b[0], ldb, &c[0], ldc)
 	}
-	fwd := [4]func(int, *float32, int, *float32, *float32, *float32, int, int){nil, nmFwdN1AVX512, nmFwdN2AVX512, nmFwdN3AVX512}
-	nmFwd = func(n, ngroups int, x []float32, ldx int, wp, ip, c []float32, ldc, accumulate int) {
+	fwd := [4]func(int, *float32, int, *float32, *uint32, *float32, int, int){nil, nmFwdN1AVX512, nmFwdN2AVX512, nmFwdN3AVX512}
+	nmFwd = func(n, ngroups int, x []float32, ldx int, wp []float32, ip []uint32, c []float32, ldc, accumulate int) {
 		if ngroups == 0 {
 			return
 		}
 		_ = x[(nmRows-1)*ldx+4*ngroups-1+nmOverRead]
 		_ = wp[ngroups*32*n-1]
-		_ = ip[ngroups*32*n-1]
+		_ = ip[ngroups*32-1]
 		_ = c[(nmRows-1)*ldc+31]
 		fwd[n](ngroups, &x[0], ldx, &wp[0], &ip[0], &c[0], ldc, accumulate)
 	}
@@ -139,15 +139,15 @@ func init() {
 		_ = idx[3*n*32-1]
 		dw[n](nb, &x[0], &y[0], ldy, &idx[0], &out[0], ldo)
 	}
-	pack := [4]func(int, *float32, int, *float32, *float32, int){nil, nmPackN1AVX512, nmPackN2AVX512, nmPackN3AVX512}
-	nmPack = func(n, npanels int, w []float32, ldw int, ip, wp []float32, stride int) {
+	pack := [4]func(int, *float32, int, *uint32, int, *float32, int){nil, nmPackN1AVX512, nmPackN2AVX512, nmPackN3AVX512}
+	nmPack = func(n, npanels int, w []float32, ldw int, ip []uint32, ipStride int, wp []float32, wpStride int) {
 		if npanels == 0 {
 			return
 		}
 		_ = w[3*ldw+32*npanels-1]
-		_ = ip[(npanels-1)*stride+32*n-1]
-		_ = wp[(npanels-1)*stride+32*n-1]
-		pack[n](npanels, &w[0], ldw, &ip[0], &wp[0], stride)
+		_ = ip[(npanels-1)*ipStride+31]
+		_ = wp[(npanels-1)*wpStride+32*n-1]
+		pack[n](npanels, &w[0], ldw, &ip[0], ipStride, &wp[0], wpStride)
 	}
 	dx := [4]func(int, *int32, *uint8, *float32, *float32, *float32, int){nil, nmDXN1AVX512, nmDXN2AVX512, nmDXN3AVX512}
 	nmDX = func(n, ngroups int, cnt []int32, ent []uint8, wp, yt, acc []float32, first bool) {

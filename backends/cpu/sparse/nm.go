@@ -1,8 +1,6 @@
 package sparse
 
 import (
-	"math"
-
 	"github.com/expc-dev/expc/backends/cpu/pool"
 )
 
@@ -38,12 +36,13 @@ type NM struct {
 	mask     []float32
 	groups   int // rows / 4
 
-	// forward: idx per (group, slot, column); per (column panel, group) the
-	// n·2 index vectors (fidx, fixed until the mask changes) and the n·2
-	// weight vectors of the current column block (bpack, packed each run)
+	// forward: idx per (group, slot, column); per (column panel, group) two
+	// index vectors (fidx, fixed until the mask changes: slot s's row in
+	// bits 4s.., see nmNibbles) and the n·2 weight vectors of the current
+	// column block (bpack, packed each run)
 	idx    []uint8
 	panels int
-	fidx   []float32
+	fidx   []uint32
 	bpack  []float32
 
 	// weight: per (strip, column panel) the 3·n·2 index vectors
@@ -61,7 +60,7 @@ type NM struct {
 	ccnt    []int32
 	cstart  []int32 // per chunk: first entry
 	cent    []uint8
-	dix     []float32   // per (chunk, group): the index vectors of its panels
+	dix     []uint32    // per (chunk, group): its columns' kept rows, as nmNibbles
 	dpk     []float32   // per (chunk, group): its kept weights, packed each run
 	ytc     [][]float32 // per worker: dYᵀ of one chunk of columns by 64 batch rows
 	xacc    [][]float32 // per worker: rows x 64 accumulators
@@ -80,7 +79,7 @@ type NM struct {
 
 const (
 	nmRows       = 8   // forward tile rows
-	nmColBlock   = 4   // forward: column panels per block
+	nmColBlock   = 6   // forward: column panels per block (2:4, 1024 inputs: 384 KiB of packed weights, 192 KiB of indices)
 	nmKBlock     = 256 // forward: groups per k block (1024 inputs: a panel of 8 rows of X is 32 KiB)
 	nmChunk      = 128 // input gradient: columns of W per chunk (32 KiB of dYᵀ; at most 256, entries are bytes)
 	nmOverRead   = 12  // forward: floats the kernel reads past a row's last group
@@ -183,26 +182,43 @@ func (k *NM) Build(mask []float32) {
 }
 
 // buildForward writes the index vectors of every (column panel, group):
-// n·2 of them, 32n floats.
+// 32 lanes, each the column's kept rows as nmNibbles.
 func (k *NM) buildForward() {
-	cols, n := k.s.Cols, k.n
-	per := 32 * n // floats per group
-	k.fidx = growF(k.fidx, k.panels*k.groups*per)
+	k.fidx = growU(k.fidx, k.panels*k.groups*32)
 	for jp := range k.panels {
 		for g := range k.groups {
-			d := k.fidx[(jp*k.groups+g)*per:]
-			for s := range n {
-				for l := range 32 {
-					j := jp*32 + l
-					var i uint8
-					if j < cols {
-						i = k.idx[(g*n+s)*cols+j]
-					}
-					d[32*s+l] = math.Float32frombits(uint32(i))
-				}
+			d := k.fidx[(jp*k.groups+g)*32:]
+			for l := range 32 {
+				d[l] = k.nibbles(g, jp*32+l)
 			}
 		}
 	}
+}
+
+// nibbles is nmNibbles for column j of group g (0 past the last column).
+func (k *NM) nibbles(g, j int) uint32 {
+	cols := k.s.Cols
+	if j >= cols {
+		return 0
+	}
+	var v uint32
+	for s := range k.n {
+		v |= uint32(k.idx[(g*k.n+s)*cols+j]) << (4 * s)
+	}
+	return v
+}
+
+// nmNibble is slot s's row (0..3) in an index word whose bits 4s.. hold
+// the s-th kept row of a column: the forward kernel's VPERMPS reads only a
+// lane's low four bits, so a shift gives each slot its indices, and one
+// vector serves all slots.
+func nmNibble(v uint32, s int) int { return int(v>>(4*s)) & 15 }
+
+func growU(s []uint32, n int) []uint32 {
+	if cap(s) < n {
+		return make([]uint32, n)
+	}
+	return s[:n]
 }
 
 func (k *NM) buildWeight() {
@@ -278,22 +294,14 @@ func (k *NM) buildInput() {
 			first[slot]++
 		}
 	}
-	// The index vectors the packing reads: per (chunk, group) the layout
-	// of its packed weights (nmDXOffset), row indices as float bits.
-	gs := nmDXGroup(n)
-	k.dix = growF(k.dix, k.chunks*k.groups*gs)
+	// The index words the packing reads: per (chunk, group), column by
+	// column (four panels of 32).
+	k.dix = growU(k.dix, k.chunks*k.groups*nmChunk)
 	for ch := range k.chunks {
 		for g := range k.groups {
-			d := k.dix[(ch*k.groups+g)*gs:]
+			d := k.dix[(ch*k.groups+g)*nmChunk:]
 			for jc := range nmChunk {
-				j := ch*nmChunk + jc
-				for s := range n {
-					var i uint8
-					if j < cols {
-						i = k.idx[(g*n+s)*cols+j]
-					}
-					d[nmDXOffset(n, jc)+32*s] = math.Float32frombits(uint32(i))
-				}
+				d[jc] = k.nibbles(g, ch*nmChunk+jc)
 			}
 		}
 	}
@@ -316,15 +324,15 @@ func (k *NM) packDXChunk(_, lo, hi int) {
 		ch, g := it/k.groups, it%k.groups
 		c0 := ch * nmChunk
 		rows := k.w[4*g*cols : (4*g+4)*cols]
-		ip, wp := k.dix[it*gs:(it+1)*gs], k.dpk[it*gs:(it+1)*gs]
+		ip, wp := k.dix[it*nmChunk:(it+1)*nmChunk], k.dpk[it*gs:(it+1)*gs]
 		full := max(0, min(nmChunk, cols-c0)/32) // panels with 32 columns
-		nmPack(n, full, rows[c0:], cols, ip, wp, per)
+		nmPack(n, full, rows[c0:], cols, ip, 32, wp, per)
 		for jc := 32 * full; jc < nmChunk; jc++ { // the last panel: zero past the last column
 			for s := range n {
 				o := nmDXOffset(n, jc) + 32*s
 				wp[o] = 0
 				if j := c0 + jc; j < cols {
-					wp[o] = rows[int(math.Float32bits(ip[o]))*cols+j]
+					wp[o] = rows[nmNibble(ip[jc], s)*cols+j]
 				}
 			}
 		}
@@ -349,7 +357,7 @@ func (k *NM) Run(p *pool.Pool, a, w, dy, c []float32, ep *Epilogue) {
 		}
 		k.bpack = growF(k.bpack, nmColBlock*k.groups*32*k.n)
 		rowPanels := ceilDiv(k.s.Batch, nmRows)
-		// Column blocks of nmColBlock panels (256 KiB of packed weights at
+		// Column blocks of nmColBlock panels (384 KiB of packed weights at
 		// 1024 inputs and 2:4) are packed just before every row panel of X
 		// passes them, so they are still in L2: packing all of W first
 		// wrote 2 MiB that the other products' data then pushed out.
@@ -405,7 +413,7 @@ func (k *NM) packChunk(_, lo, hi int) {
 	for g := lo; g < hi; g++ {
 		rows := k.w[4*g*cols : (4*g+4)*cols]
 		if full > jb {
-			nmPack(n, full-jb, rows[32*jb:], cols, k.fidx[(jb*k.groups+g)*per:], k.bpack[g*per:], k.groups*per)
+			nmPack(n, full-jb, rows[32*jb:], cols, k.fidx[(jb*k.groups+g)*32:], k.groups*32, k.bpack[g*per:], k.groups*per)
 		}
 		for jp := max(full, jb); jp < jb1; jp++ { // the last panel: lanes past the last column stay zero
 			bp := k.bpack[((jp-jb)*k.groups+g)*per:]
@@ -424,14 +432,14 @@ func (k *NM) packChunk(_, lo, hi int) {
 
 // nmPackGo is the portable nmPack: for npanels full panels of 32 columns
 // of the group's four rows w (ldw apart), the n weight vectors of each
-// panel (wp, stride floats apart) take the rows the index vectors (ip, as
-// far apart) name.
-func nmPackGo(n, npanels int, w []float32, ldw int, ip, wp []float32, stride int) {
+// panel (wp, wpStride floats apart) take the rows the panel's index words
+// (ip, ipStride apart) name.
+func nmPackGo(n, npanels int, w []float32, ldw int, ip []uint32, ipStride int, wp []float32, wpStride int) {
 	for jp := range npanels {
 		for s := range n {
 			for l := range 32 {
-				i := int(math.Float32bits(ip[jp*stride+32*s+l]))
-				wp[jp*stride+32*s+l] = w[i*ldw+32*jp+l]
+				i := nmNibble(ip[jp*ipStride+l], s)
+				wp[jp*wpStride+32*s+l] = w[i*ldw+32*jp+l]
 			}
 		}
 	}
@@ -476,7 +484,7 @@ func (k *NM) forwardRows(w, lo, hi int) {
 			j0 := jp * 32
 			cn := min(32, cols-j0)
 			wp := k.bpack[((jp-k.fwdJB)*k.groups+g0)*per:]
-			ip := k.fidx[(jp*k.groups+g0)*per:]
+			ip := k.fidx[(jp*k.groups+g0)*32:]
 			if rn == nmRows && cn == 32 {
 				nmFwd(n, g1-g0, x, ldx, wp, ip, k.c[r0*cols+j0:], cols, accumulate)
 				continue
@@ -596,7 +604,7 @@ func (k *NM) inputBlocks(w, lo, hi int) {
 // apart, 32 wide) = Σ over groups of the kept slots (wp, ip: the packed
 // weights and indices at the first group; x: row 0 at the group's first
 // input).
-func nmFwdGo(n, ngroups int, x []float32, ldx, rn int, wp, ip []float32, out []float32, ldo int) {
+func nmFwdGo(n, ngroups int, x []float32, ldx, rn int, wp []float32, ip []uint32, out []float32, ldo int) {
 	per := 32 * n
 	for r := range rn {
 		clear(out[r*ldo : r*ldo+32])
@@ -605,7 +613,7 @@ func nmFwdGo(n, ngroups int, x []float32, ldx, rn int, wp, ip []float32, out []f
 		for s := range n {
 			for l := range 32 {
 				wv := wp[g*per+32*s+l]
-				i := int(math.Float32bits(ip[g*per+32*s+l]))
+				i := nmNibble(ip[g*32+l], s)
 				for r := range rn {
 					out[r*ldo+l] += x[r*ldx+4*g+i] * wv
 				}

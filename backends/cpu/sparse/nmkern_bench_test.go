@@ -22,11 +22,11 @@ func BenchmarkNMKernels(b *testing.B) {
 			x := randVec(r, nmRows*ldx+64)
 			per := 32 * n
 			wp := randVec(r, c.panels*c.groups*per)
-			ip := make([]float32, len(wp)) // index 0 everywhere: the timing does not depend on it
+			ip := make([]uint32, c.panels*c.groups*32) // index 0 everywhere: the timing does not depend on it
 			out := make([]float32, nmRows*32)
 			for b.Loop() {
 				for p := range c.panels {
-					nmFwd(n, c.groups, x, ldx, wp[p*c.groups*per:], ip[p*c.groups*per:], out, 32, 0)
+					nmFwd(n, c.groups, x, ldx, wp[p*c.groups*per:], ip[p*c.groups*32:], out, 32, 0)
 				}
 			}
 			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/float64(c.groups*c.panels*nmRows*2*n), "ns/vfma")
