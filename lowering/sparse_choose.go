@@ -42,14 +42,21 @@ type KernelCost struct {
 // gradient. Packing and transposing the dense operands moves bytes at
 // memBW; the dense-with-mask kernels' W ⊙ M (or D ⊙ M) pass at maskBW.
 //
-// The N:4 figures were refitted on a quiet machine (2026-11-27, 08:29 UTC,
-// `bench/sparse -batch 256|1024 -only fused/2:4`, 1024x1024 W, 2:4 masks,
-// three runs each, medians): 1.48 and 5.00 ms (forward), 1.21 and 4.65
-// (input gradient, the class-sorted kernel), 1.43 and 5.67 (weight
-// gradient), against 1.90 / 1.79 / 1.98 and 7.18 / 7.01 / 7.52 for the
-// dense GEMMs. So a 2:4 mask now pays in all three products; at 3:4 only
-// the input gradient beats dense-with-mask.
-var rateNM = map[Product]float64{Forward: 250e9, InputGr: 300e9, WeightG: 237e9}
+// The N:4 figures were refitted on 2026-11-27 at 10:38 UTC with the
+// products taking turns (`bench/sparse -batch 256|1024 -only
+// fused/2:4/nm/`, 1024x1024 W, three runs each, medians): 1.27 and 4.56 ms
+// (forward), 1.10 and 3.99 (input gradient, the class-sorted kernel over
+// packed weights), 1.23 and 4.98 (weight gradient), against 1.81 / 1.70 /
+// 1.86 and 6.23 / 6.09 / 6.57 for the dense GEMMs. The other N at batch
+// 1024 (BenchmarkNMDirections with 1:4 and 3:4 masks): 1:4 2.36 / 2.97 /
+// 3.50 ms, 3:4 7.3 (forward) and 5.8 (input gradient) against 6.0 dense,
+// so at 3:4 only the input gradient beats dense-with-mask. N:4 weight
+// gradients above 2:4 have no vector path.
+var rateNM = map[int]map[Product]float64{
+	1: {Forward: 360e9, InputGr: 255e9, WeightG: 205e9},
+	2: {Forward: 290e9, InputGr: 350e9, WeightG: 285e9},
+	3: {Forward: 250e9, InputGr: 330e9},
+}
 
 const (
 	rateDense   = 340e9
@@ -121,8 +128,9 @@ func MaskedCosts(p Product, batch int, w ir.Type, attrs ir.Attrs) []KernelCost {
 	add("dense", 1, rateDense, 3*wBytes, maskBW, "dense GEMM, then the mask multiply")
 	switch s.pattern {
 	case "nm":
-		rate, note := rateNM[p], fmt.Sprintf("compressed %d:%d: %d of every %d multiply-adds", s.n, s.m, s.n, s.m)
-		if s.m != 4 || p == WeightG && s.n > 2 {
+		rate, vector := rateNM[s.n][p]
+		note := fmt.Sprintf("compressed %d:%d: %d of every %d multiply-adds", s.n, s.m, s.n, s.m)
+		if s.m != 4 || !vector {
 			rate, note = rateNMSlow, note+" (no vector path: index lists)"
 		}
 		add("nm", s.density, rate, aBytes+oBytes+wBytes/2, memBW, note)
