@@ -382,10 +382,10 @@ func nmFwd(n int) {
 // x[b][0:12]) · y[b][0:32], x a packed strip of twelve columns (12 floats
 // per b, read sixteen at a time, so four past the last must be readable),
 // y a panel of 32 columns of dY (ldy floats per b), idx the 3·n·2 index
-// vectors as bytes (4g plus the kept row, 0..11). The tile is written as the twelve
-// dense rows of dW it covers (ldo floats apart): in row 4g+i, lane l holds
-// the slot whose index is 4g+i, or zero where the mask prunes it, so no
-// scatter is left to the caller.
+// vectors as bytes (4g plus the kept row, 0..11). The tile is written as
+// the twelve dense rows of dW it covers (ldo floats apart): in row 4g+i,
+// lane l holds the slot whose index is 4g+i, or zero where the mask prunes
+// it, so no scatter is left to the caller. Two batch rows go per pass.
 func nmDW(n int) {
 	name := fmt.Sprintf("nmDWN%dAVX512", n)
 	fmt.Fprintf(&out, "\n// func %s(nb int, x, y *float32, ldy int, idx *uint8, out *float32, ldo int)\n", name)
@@ -624,7 +624,7 @@ func nmDX(n int) {
 		p("VMOVUPS Z%d, %d(DX)", i, 64*i)
 	}
 	p("ADDQ $%d, R10", 4*len(classes))
-	p("ADDQ $%d, R11", 4*4*32*n)
+	p("ADDQ $%d, R11", 4*128*n) // a group's packed weights: nmChunk = 128 columns
 	p("ADDQ $1024, DX")
 	p("DECQ CX")
 	p("JNZ %s_group", name)

@@ -38,7 +38,7 @@ type NM struct {
 
 	// forward: idx per (group, slot, column); per (column panel, group) two
 	// index vectors (fidx, fixed until the mask changes: slot s's row in
-	// bits 4s.., see nmNibbles) and the n·2 weight vectors of the current
+	// bits 4s.., see nmNibble) and the n·2 weight vectors of the current
 	// column block (bpack, packed each run)
 	idx    []uint8
 	panels int
@@ -60,7 +60,7 @@ type NM struct {
 	ccnt    []int32
 	cstart  []int32 // per chunk: first entry
 	cent    []uint8
-	dix     []uint32    // per (chunk, group): its columns' kept rows, as nmNibbles
+	dix     []uint32    // per (chunk, group): its columns' index words (nmNibble)
 	dpk     []float32   // per (chunk, group): its kept weights, packed each run
 	ytc     [][]float32 // per worker: dYᵀ of one chunk of columns by 64 batch rows
 	xacc    [][]float32 // per worker: rows x 64 accumulators
@@ -81,7 +81,7 @@ const (
 	nmRows       = 8   // forward tile rows
 	nmColBlock   = 6   // forward: column panels per block (2:4, 1024 inputs: 384 KiB of packed weights, 192 KiB of indices)
 	nmKBlock     = 256 // forward: groups per k block (1024 inputs: a panel of 8 rows of X is 32 KiB)
-	nmChunk      = 128 // input gradient: columns of W per chunk (32 KiB of dYᵀ; at most 256, entries are bytes)
+	nmChunk      = 128 // input gradient: columns of W per chunk (32 KiB of dYᵀ; entries are bytes; asm_gen.go's nmDX steps 128 columns of packed weights per group)
 	nmOverRead   = 12  // forward: floats the kernel reads past a row's last group
 	nmPackBlocks = 8   // weight gradient: row blocks of dY in the packing jobs
 )
@@ -182,7 +182,7 @@ func (k *NM) Build(mask []float32) {
 }
 
 // buildForward writes the index vectors of every (column panel, group):
-// 32 lanes, each the column's kept rows as nmNibbles.
+// 32 lanes, each the column's index word (nmNibble).
 func (k *NM) buildForward() {
 	k.fidx = growU(k.fidx, k.panels*k.groups*32)
 	for jp := range k.panels {
@@ -195,7 +195,8 @@ func (k *NM) buildForward() {
 	}
 }
 
-// nibbles is nmNibbles for column j of group g (0 past the last column).
+// nibbles is the index word of column j in group g: its s-th kept row in
+// bits 4s.. (0 past the last column).
 func (k *NM) nibbles(g, j int) uint32 {
 	cols := k.s.Cols
 	if j >= cols {
