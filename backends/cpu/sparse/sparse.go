@@ -85,8 +85,9 @@ func ceilDiv(a, b int) int { return (a + b - 1) / b }
 // tasksPerWorker is how many chunks a parallel loop is cut into per worker.
 const tasksPerWorker = 4
 
-// rangeTask runs fn over [0, n) in contiguous chunks of whole grains, up to tasksPerWorker of them per worker, which the pool hands out
-// as workers come free: on a shared machine a core slowed by another user
+// rangeTask runs fn over [0, n) in contiguous chunks of whole grains, up
+// to tasksPerWorker of them per worker, which the pool hands out as
+// workers come free: on a shared machine a core slowed by another user
 // then does less of the work instead of holding up the call. fn gets its
 // worker index. It allocates one closure per call only when a caller
 // passes a fresh one: kernels keep theirs.
