@@ -83,7 +83,7 @@ type Kernel interface {
 func ceilDiv(a, b int) int { return (a + b - 1) / b }
 
 // tasksPerWorker is how many chunks a parallel loop is cut into per worker.
-const tasksPerWorker = 4
+const tasksPerWorker = 16
 
 // rangeTask runs fn over [0, n) in contiguous chunks of whole grains, up
 // to tasksPerWorker of them per worker, which the pool hands out as
