@@ -4,8 +4,8 @@
 // their operands loaded from memory. These figures bound the sparse
 // kernels in backends/cpu/sparse (a VPERMPS per kept weight in the 2:4
 // forward and weight gradient; a load per multiply-add in the index-list
-// SpMM), and two permute-free alternatives to them that were measured and
-// not adopted (PairRows, DotBlock; see bench/README.md). Run on amd64 with
+// SpMM), and three permute-free alternatives to them that were measured
+// and not adopted (PairRows, DotBlock, PairEntry; see bench/README.md). Run on amd64 with
 // AVX-512:
 //
 //	go test -bench . ./bench/ports
