@@ -5,8 +5,8 @@
 // kernels in backends/cpu/sparse (a VPERMPS per kept weight in the 2:4
 // forward and weight gradient; a load per multiply-add in the index-list
 // SpMM), and three permute-free alternatives to them that were measured
-// and not adopted (PairRows, DotBlock, PairEntry; see bench/README.md). Run on amd64 with
-// AVX-512:
+// and not adopted (PairRows, DotBlock, PairEntry; see bench/README.md).
+// Run on amd64 with AVX-512:
 //
 //	go test -bench . ./bench/ports
 //
