@@ -28,6 +28,7 @@ func main() {
 	}
 	nmDW(1)
 	nmDW(2)
+	nmDWRuns()
 	for n := 1; n <= 3; n++ {
 		nmPack(n)
 	}
@@ -469,6 +470,111 @@ func nmDW(n int) {
 			p("ADDQ R8, DX")
 		}
 	}
+	p("VZEROUPPER")
+	p("RET")
+}
+
+// nmDWRuns: one batch chunk of 128 rows of the 2:4 weight gradient for a
+// pair of groups (eight rows of W), as dot products over the batch with no
+// permutes. The pair's columns come sorted by which four of its eight rows
+// they keep, in blocks of four columns with one row set: per batch
+// vector, a block loads its four rows of Xᵀ and its four columns of dYᵀ
+// and makes 16 products. Each block's 16 dot products (column e, row r at
+// lane 4e+r) are then reduced into one vector and written to p (added to
+// it unless first is non-zero), 16 floats a block.
+//
+// runs is a stream of uint16: per run its rows (r0 | r1<<4 | r2<<8 |
+// r3<<12, rows of xt), its block count, then four columns per block (rows
+// of yt); end points past the last run. xt and yt rows are 128 floats
+// (512 bytes) apart.
+func nmDWRuns() {
+	const name = "nmDWRunsAVX512"
+	fmt.Fprintf(&out, "\n// func %s(runs, end *uint16, xt, yt, p *float32, first int)\n", name)
+	fmt.Fprintf(&out, "TEXT ·%s(SB), NOSPLIT, $0-48\n", name)
+	p("MOVQ runs+0(FP), SI")
+	p("MOVQ p+32(FP), DI")
+	p("CMPQ SI, end+8(FP)")
+	p("JAE %s_done", name)
+	label(name + "_run")
+	p("MOVQ xt+16(FP), R8")
+	p("MOVWQZX (SI), AX")
+	p("MOVWQZX 2(SI), BX")
+	p("ADDQ $4, SI")
+	rowRegs := []string{"R10", "R11", "R12", "R13"}
+	for i, r := range rowRegs {
+		p("MOVQ AX, %s", r)
+		if i > 0 {
+			p("SHRQ $%d, %s", 4*i, r)
+		}
+		p("ANDQ $15, %s", r)
+		p("SHLQ $9, %s", r)
+		p("ADDQ R8, %s", r)
+	}
+	p("MOVQ yt+24(FP), R9")
+	label(name + "_block")
+	colRegs := []string{"AX", "CX", "DX", "R8"}
+	for e, c := range colRegs {
+		p("MOVWQZX %d(SI), %s", 2*e, c)
+		p("SHLQ $9, %s", c)
+		p("ADDQ R9, %s", c)
+	}
+	p("ADDQ $8, SI")
+	// accumulator 4e+r in Z(4e+r); rows in Z16..19 / Z24..27 and columns
+	// in Z20..23 / Z28..31, alternating by batch vector
+	for v := 0; v < 8; v++ {
+		rb, cb := 16, 20
+		if v%2 == 1 {
+			rb, cb = 24, 28
+		}
+		for r, reg := range rowRegs {
+			p("VMOVUPS %d(%s), Z%d", 64*v, reg, rb+r)
+		}
+		for e, reg := range colRegs {
+			p("VMOVUPS %d(%s), Z%d", 64*v, reg, cb+e)
+		}
+		for e := 0; e < 4; e++ {
+			for r := 0; r < 4; r++ {
+				if v == 0 {
+					p("VMULPS Z%d, Z%d, Z%d", cb+e, rb+r, 4*e+r)
+				} else {
+					p("VFMADD231PS Z%d, Z%d, Z%d", cb+e, rb+r, 4*e+r)
+				}
+			}
+		}
+	}
+	// The 16 sums into one vector (lane q = Σ of Z(q)): interleave 32-bit
+	// pairs, then 64-bit pairs (Z0..Z3 hold 4i..4i+3 per 128-bit lane),
+	// then 128-bit lanes twice.
+	for i := 0; i < 8; i++ {
+		p("VUNPCKLPS Z%d, Z%d, Z%d", 2*i+1, 2*i, 16+2*i)
+		p("VUNPCKHPS Z%d, Z%d, Z%d", 2*i+1, 2*i, 17+2*i)
+		p("VADDPS Z%d, Z%d, Z%d", 17+2*i, 16+2*i, 16+2*i)
+	}
+	for i := 0; i < 4; i++ {
+		a, b := 16+4*i, 18+4*i
+		p("VUNPCKLPD Z%d, Z%d, Z%d", b, a, i)
+		p("VUNPCKHPD Z%d, Z%d, Z%d", b, a, 4+i)
+		p("VADDPS Z%d, Z%d, Z%d", 4+i, i, i)
+	}
+	for i := 0; i < 2; i++ {
+		p("VSHUFF32X4 $0x88, Z%d, Z%d, Z%d", 2*i+1, 2*i, 16+i)
+		p("VSHUFF32X4 $0xdd, Z%d, Z%d, Z%d", 2*i+1, 2*i, 18+i)
+		p("VADDPS Z%d, Z%d, Z%d", 18+i, 16+i, 8+i)
+	}
+	p("VSHUFF32X4 $0x88, Z9, Z8, Z16")
+	p("VSHUFF32X4 $0xdd, Z9, Z8, Z17")
+	p("VADDPS Z17, Z16, Z0")
+	p("CMPQ first+40(FP), $0")
+	p("JNE %s_store", name)
+	p("VADDPS (DI), Z0, Z0")
+	label(name + "_store")
+	p("VMOVUPS Z0, (DI)")
+	p("ADDQ $64, DI")
+	p("DECQ BX")
+	p("JNZ %s_block", name)
+	p("CMPQ SI, end+8(FP)")
+	p("JB %s_run", name)
+	label(name + "_done")
 	p("VZEROUPPER")
 	p("RET")
 }

@@ -10,6 +10,7 @@ var (
 	nmDW     = nmDWGo
 	nmPack   = nmPackGo
 	nmDX     = nmDXGo
+	nmDWRuns = nmDWRunsGo
 	// nmVector: the N:4 kernels have a vector path (else the general
 	// kernels run N:4 masks).
 	nmVector = false

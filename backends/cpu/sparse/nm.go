@@ -65,6 +65,19 @@ type NM struct {
 	ytc     [][]float32 // per worker: dYᵀ of one chunk of columns by 64 batch rows
 	xacc    [][]float32 // per worker: rows x 64 accumulators
 
+	// weight gradient by runs (2:4, nmdwruns.go): the runs of every pair of
+	// groups, where each pair's runs and sums begin, the sums; Xᵀ and dYᵀ
+	// in chunks of 128 batch rows
+	wruns  []uint16
+	wstart []int32
+	wpoff  []int32
+	wdst   []int32 // per sum: its offset in the pair's rows of dW (-1: padding)
+	wsum   []float32
+	wxt    []float32 // Xᵀ per chunk: 16·witems rows of 128
+	wyt    []float32 // dYᵀ per chunk: cols+1 rows of 128
+	tWYT   rangeTask
+	fWYT   func(w, lo, hi int)
+
 	tile, xrows   [][]float32 // forward, per worker: an 8 x 32 tile, 8 padded rows of X
 	a, w, dy, c   []float32
 	tPack, tMul   rangeTask
@@ -101,6 +114,7 @@ func NewNM(s Shape, dir Dir, n int) *NM {
 	k.chunks = ceilDiv(s.Cols, nmChunk)
 	k.dwGroups = ceilDiv(s.Rows/4, 3) * 3 // strips of three groups, the last padded with zeros
 	k.fPack, k.fMul, k.fPanel, k.fDXPack = k.packChunk, k.mulChunk, k.panelChunk, k.packDXChunk
+	k.fWYT = k.transposeChunks
 	return k
 }
 
@@ -175,7 +189,11 @@ func (k *NM) Build(mask []float32) {
 	case Forward:
 		k.buildForward()
 	case Weight:
-		k.buildWeight()
+		if k.n == 2 {
+			k.buildWeightRuns()
+		} else {
+			k.buildWeight()
+		}
 	case Input:
 		k.buildInput()
 	}
@@ -374,6 +392,10 @@ func (k *NM) Run(p *pool.Pool, a, w, dy, c []float32, ep *Epilogue) {
 			ep.apply(c, k.s.Cols, 0, k.s.Batch)
 		}
 	case Weight:
+		if k.n == 2 {
+			k.runWeightRuns(p, workers)
+			return
+		}
 		strips := k.dwGroups / 3
 		if len(k.ypanels) < k.panels*k.s.Batch*32 {
 			k.ypanels = make([]float32, k.panels*k.s.Batch*32)
@@ -452,6 +474,10 @@ func (k *NM) mulChunk(w, lo, hi int) {
 	case Forward:
 		k.forwardRows(w, lo, hi)
 	case Weight:
+		if k.n == 2 {
+			k.weightItems(w, lo, hi)
+			return
+		}
 		k.weightTiles(w, lo, hi)
 	case Input:
 		k.inputBlocks(w, lo, hi)

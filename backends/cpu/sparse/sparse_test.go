@@ -203,11 +203,11 @@ func TestKernelsMatchReference(t *testing.T) {
 // same float64-reference check, so they stay a true description of the
 // generated code.
 func TestPortableNMKernels(t *testing.T) {
-	fwd, dw, dx, pack, vec := nmFwd, nmDW, nmDX, nmPack, nmVector
-	defer func() { nmFwd, nmDW, nmDX, nmPack, nmVector = fwd, dw, dx, pack, vec }()
-	nmFwd, nmDW, nmDX, nmPack, nmVector = nmFwdTileGo, nmDWGo, nmDXGo, nmPackGo, true
+	fwd, dw, dwRuns, dx, pack, vec := nmFwd, nmDW, nmDWRuns, nmDX, nmPack, nmVector
+	defer func() { nmFwd, nmDW, nmDWRuns, nmDX, nmPack, nmVector = fwd, dw, dwRuns, dx, pack, vec }()
+	nmFwd, nmDW, nmDWRuns, nmDX, nmPack, nmVector = nmFwdTileGo, nmDWGo, nmDWRunsGo, nmDXGo, nmPackGo, true
 	r := rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64()))
-	for _, s := range []Shape{{Batch: 37, Rows: 52, Cols: 45}, {Batch: 70, Rows: 96, Cols: 64}} {
+	for _, s := range []Shape{{Batch: 37, Rows: 52, Cols: 45}, {Batch: 70, Rows: 96, Cols: 64}, {Batch: 300, Rows: 40, Cols: 33}} {
 		for _, n := range []int{1, 2, 3} {
 			m := randomMask(r, map[int]string{1: "nm1", 2: "nm", 3: "nm3"}[n], s.Rows, s.Cols, 0)
 			for _, dir := range []Dir{Forward, Input, Weight} {
