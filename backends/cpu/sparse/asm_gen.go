@@ -481,7 +481,9 @@ func nmDW(n int) {
 // vector, a block loads its four rows of Xᵀ and its four columns of dYᵀ
 // and makes 16 products. Each block's 16 dot products (column e, row r at
 // lane 4e+r) are then reduced into one vector and written to p (added to
-// it unless first is non-zero), 16 floats a block.
+// it unless first is non-zero), 16 floats a block; in the last chunk (dst
+// non-nil) the totals go to dW instead, lane q of block b to dw[dst[16b+q]]
+// unless that is negative.
 //
 // runs is a stream of uint16: per run its rows (r0 | r1<<4 | r2<<8 |
 // r3<<12, rows of xt), its block count, then four columns per block (rows
@@ -489,8 +491,8 @@ func nmDW(n int) {
 // (512 bytes) apart.
 func nmDWRuns() {
 	const name = "nmDWRunsAVX512"
-	fmt.Fprintf(&out, "\n// func %s(runs, end *uint16, xt, yt, p *float32, first int)\n", name)
-	fmt.Fprintf(&out, "TEXT ·%s(SB), NOSPLIT, $0-48\n", name)
+	fmt.Fprintf(&out, "\n// func %s(runs, end *uint16, xt, yt, p *float32, first int, dst *int32, dw *float32)\n", name)
+	fmt.Fprintf(&out, "TEXT ·%s(SB), NOSPLIT, $0-64\n", name)
 	p("MOVQ runs+0(FP), SI")
 	p("MOVQ p+32(FP), DI")
 	p("CMPQ SI, end+8(FP)")
@@ -565,10 +567,16 @@ func nmDWRuns() {
 	p("VSHUFF32X4 $0xdd, Z9, Z8, Z17")
 	p("VADDPS Z17, Z16, Z0")
 	p("CMPQ first+40(FP), $0")
-	p("JNE %s_store", name)
+	p("JNE %s_sums", name)
 	p("VADDPS (DI), Z0, Z0")
-	label(name + "_store")
+	label(name + "_sums")
+	// With dst (the last chunk), the sums go straight to dW: lane q to
+	// dw[dst[q]], where dst[q] >= 0 (a padding column's lanes are -1).
+	p("MOVQ dst+48(FP), AX")
+	p("TESTQ AX, AX")
+	p("JNZ %s_scatter", name)
 	p("VMOVUPS Z0, (DI)")
+	label(name + "_next")
 	p("ADDQ $64, DI")
 	p("DECQ BX")
 	p("JNZ %s_block", name)
@@ -577,6 +585,14 @@ func nmDWRuns() {
 	label(name + "_done")
 	p("VZEROUPPER")
 	p("RET")
+	label(name + "_scatter")
+	p("SUBQ p+32(FP), AX") // dst and p run in step: dst + (DI - p)
+	p("VMOVDQU32 (AX)(DI*1), Z1")
+	p("VPTERNLOGD $0xff, Z2, Z2, Z2") // all ones: -1
+	p("VPCMPGTD Z2, Z1, K1")          // lanes with dst > -1
+	p("MOVQ dw+56(FP), CX")
+	p("VSCATTERDPS Z0, K1, (CX)(Z1*4)")
+	p("JMP %s_next", name)
 }
 
 // nmPack fills the packed weights of one group of four rows of W: for

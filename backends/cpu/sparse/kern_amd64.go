@@ -47,10 +47,11 @@ func nmDWN1AVX512(nb int, x, y *float32, ldy int, idx *uint8, out *float32, ldo 
 func nmDWN2AVX512(nb int, x, y *float32, ldy int, idx *uint8, out *float32, ldo int)
 
 // nmDWRunsAVX512: see nmDWRunsGo; the runs' columns are at most the cols
-// its wrapper checks yt against, and p holds 16 floats per block.
+// its wrapper checks yt against, p (and dst) hold 16 entries per block,
+// and dst's offsets fall inside dw.
 //
 //go:noescape
-func nmDWRunsAVX512(runs, end *uint16, xt, yt, p *float32, first int)
+func nmDWRunsAVX512(runs, end *uint16, xt, yt, p *float32, first int, dst *int32, dw *float32)
 
 //go:noescape
 func nmPackN1AVX512(npanels int, w *float32, ldw int, ip *uint32, ipStride int, wp *float32, wpStride int)
@@ -169,18 +170,24 @@ func init() {
 		}
 		dx[n](ngroups, &cnt[0], &ent[0], &wp[0], &yt[0], &acc[0], f)
 	}
-	nmDWRuns = func(runs []uint16, xt, yt, p []float32, cols int, first bool) {
+	nmDWRuns = func(runs []uint16, xt, yt, p []float32, cols int, first bool, dst []int32, dw []float32) {
 		if len(runs) == 0 {
 			return
 		}
 		_ = xt[8*nmDWChunk-1]
 		_ = yt[(cols+1)*nmDWChunk-1]
-		_ = p[len(p)-1] // the caller sizes p to the runs' blocks
+		_ = p[len(p)-1] // the caller sizes p (and dst) to the runs' blocks
 		f := 0
 		if first {
 			f = 1
 		}
-		nmDWRunsAVX512(&runs[0], (*uint16)(unsafe.Add(unsafe.Pointer(&runs[0]), 2*len(runs))), &xt[0], &yt[0], &p[0], f)
+		var d *int32
+		var w *float32
+		if dst != nil {
+			_ = dst[len(p)-1]
+			d, w = &dst[0], &dw[0] // the offsets were checked against the pair's rows when built
+		}
+		nmDWRunsAVX512(&runs[0], (*uint16)(unsafe.Add(unsafe.Pointer(&runs[0]), 2*len(runs))), &xt[0], &yt[0], &p[0], f, d, w)
 	}
 	nmVector = true
 }

@@ -2300,8 +2300,8 @@ nmDWN2AVX512_store:
 	VZEROUPPER
 	RET
 
-// func nmDWRunsAVX512(runs, end *uint16, xt, yt, p *float32, first int)
-TEXT ·nmDWRunsAVX512(SB), NOSPLIT, $0-48
+// func nmDWRunsAVX512(runs, end *uint16, xt, yt, p *float32, first int, dst *int32, dw *float32)
+TEXT ·nmDWRunsAVX512(SB), NOSPLIT, $0-64
 	MOVQ runs+0(FP), SI
 	MOVQ p+32(FP), DI
 	CMPQ SI, end+8(FP)
@@ -2583,10 +2583,14 @@ nmDWRunsAVX512_block:
 	VSHUFF32X4 $0xdd, Z9, Z8, Z17
 	VADDPS Z17, Z16, Z0
 	CMPQ first+40(FP), $0
-	JNE nmDWRunsAVX512_store
+	JNE nmDWRunsAVX512_sums
 	VADDPS (DI), Z0, Z0
-nmDWRunsAVX512_store:
+nmDWRunsAVX512_sums:
+	MOVQ dst+48(FP), AX
+	TESTQ AX, AX
+	JNZ nmDWRunsAVX512_scatter
 	VMOVUPS Z0, (DI)
+nmDWRunsAVX512_next:
 	ADDQ $64, DI
 	DECQ BX
 	JNZ nmDWRunsAVX512_block
@@ -2595,6 +2599,14 @@ nmDWRunsAVX512_store:
 nmDWRunsAVX512_done:
 	VZEROUPPER
 	RET
+nmDWRunsAVX512_scatter:
+	SUBQ p+32(FP), AX
+	VMOVDQU32 (AX)(DI*1), Z1
+	VPTERNLOGD $0xff, Z2, Z2, Z2
+	VPCMPGTD Z2, Z1, K1
+	MOVQ dw+56(FP), CX
+	VSCATTERDPS Z0, K1, (CX)(Z1*4)
+	JMP nmDWRunsAVX512_next
 
 // func nmPackN1AVX512(npanels int, w *float32, ldw int, ip *uint32, ipStride int, wp *float32, wpStride int)
 TEXT ·nmPackN1AVX512(SB), NOSPLIT, $0-56

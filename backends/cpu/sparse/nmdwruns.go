@@ -119,9 +119,10 @@ func (k *NM) transposeChunks(_, lo, hi int) {
 }
 
 // weightItems runs items [lo, hi) (item i: the pairs 2i and 2i+1, rows
-// 16i.. of W) through every chunk, then scatters their sums into dW.
+// 16i.. of W) through every chunk; in the last, the kernel writes the
+// sums into the pair's rows of dW, cleared first for the pruned weights.
 func (k *NM) weightItems(_, lo, hi int) {
-	cols := k.s.Cols
+	rows, cols := k.s.Rows, k.s.Cols
 	pairs := ceilDiv(k.groups, 2)
 	chunks := ceilDiv(k.s.Batch, nmDWChunk)
 	xtRows, ytRows := 16*k.witems(), cols+1
@@ -130,33 +131,23 @@ func (k *NM) weightItems(_, lo, hi int) {
 		yt := k.wyt[ch*ytRows*nmDWChunk : (ch+1)*ytRows*nmDWChunk]
 		for q := q0; q < q1; q++ {
 			xt := k.wxt[(ch*xtRows+8*q)*nmDWChunk:]
-			nmDWRuns(k.wruns[k.wstart[q]:k.wstart[q+1]], xt, yt, k.wsum[k.wpoff[q]:k.wpoff[q+1]], cols, ch == 0)
-		}
-	}
-	for q := q0; q < q1; q++ {
-		k.scatterPair(q)
-	}
-}
-
-// scatterPair writes pair q's eight rows of dW: its sums where the mask
-// keeps a weight (wdst), zero elsewhere.
-func (k *NM) scatterPair(q int) {
-	rows, cols := k.s.Rows, k.s.Cols
-	dw := k.c[8*q*cols : min(8*q+8, rows)*cols]
-	clear(dw)
-	sums := k.wsum[k.wpoff[q]:k.wpoff[q+1]]
-	dst := k.wdst[k.wpoff[q]:k.wpoff[q+1]]
-	for i, o := range dst {
-		if o >= 0 {
-			dw[o] = sums[i]
+			var dst []int32
+			var dw []float32
+			if ch == chunks-1 {
+				dst, dw = k.wdst[k.wpoff[q]:k.wpoff[q+1]], k.c[8*q*cols:min(8*q+8, rows)*cols]
+				clear(dw)
+			}
+			nmDWRuns(k.wruns[k.wstart[q]:k.wstart[q+1]], xt, yt, k.wsum[k.wpoff[q]:k.wpoff[q+1]], cols, ch == 0, dst, dw)
 		}
 	}
 }
 
-// nmDWRunsGo is the portable nmDWRuns: per block of the runs, p[16b +
-// 4e + r] (+)= Σ_{l<128} xt[r_r·128 + l]·yt[j_e·128 + l]; cols bounds the
-// columns (cols itself is the zero padding column).
-func nmDWRunsGo(runs []uint16, xt, yt, p []float32, cols int, first bool) {
+// nmDWRunsGo is the portable nmDWRuns: per block b of the runs, the sums
+// S[4e+r] = Σ_{l<128} xt[r_r·128 + l]·yt[j_e·128 + l] (+ p[16b+4e+r]
+// unless first) go to p[16b+4e+r], or, with dst, to dw[dst[16b+4e+r]]
+// where that is not negative; cols bounds the columns (cols itself is the
+// zero padding column).
+func nmDWRunsGo(runs []uint16, xt, yt, p []float32, cols int, first bool, dst []int32, dw []float32) {
 	_ = yt[(cols+1)*nmDWChunk-1]
 	for i := 0; i < len(runs); {
 		key, blocks := runs[i], int(runs[i+1])
@@ -171,15 +162,22 @@ func nmDWRunsGo(runs []uint16, xt, yt, p []float32, cols int, first bool) {
 					for l := range x {
 						s += x[l] * y[l]
 					}
-					if first {
+					if !first {
+						s += p[4*e+r]
+					}
+					switch {
+					case dst == nil:
 						p[4*e+r] = s
-					} else {
-						p[4*e+r] += s
+					case dst[4*e+r] >= 0:
+						dw[dst[4*e+r]] = s
 					}
 				}
 			}
 			i += 4
 			p = p[16:]
+			if dst != nil {
+				dst = dst[16:]
+			}
 		}
 	}
 }
