@@ -26,8 +26,7 @@ func main() {
 		nmFwd(n)
 		nmDX(n)
 	}
-	nmDW(1)
-	nmDW(2)
+	nmDW(1) // 2:4 runs nmDWRuns
 	nmDWRuns()
 	for n := 1; n <= 3; n++ {
 		nmPack(n)

@@ -43,8 +43,6 @@ func nmFwdN3AVX512(ngroups int, x *float32, ldx int, wp *float32, ip *uint32, c 
 //go:noescape
 func nmDWN1AVX512(nb int, x, y *float32, ldy int, idx *uint8, out *float32, ldo int)
 
-//go:noescape
-func nmDWN2AVX512(nb int, x, y *float32, ldy int, idx *uint8, out *float32, ldo int)
 
 // nmDWRunsAVX512: see nmDWRunsGo; the runs' columns are at most the cols
 // its wrapper checks yt against, p (and dst) hold 16 entries per block,
@@ -132,7 +130,7 @@ func init() {
 		_ = c[(nmRows-1)*ldc+31]
 		fwd[n](ngroups, &x[0], ldx, &wp[0], &ip[0], &c[0], ldc, accumulate)
 	}
-	dw := [3]func(int, *float32, *float32, int, *uint8, *float32, int){nil, nmDWN1AVX512, nmDWN2AVX512}
+	dw := [2]func(int, *float32, *float32, int, *uint8, *float32, int){nil, nmDWN1AVX512}
 	nmDW = func(n, nb int, x, y []float32, ldy int, idx []uint8, out []float32, ldo int) {
 		_ = out[11*ldo+31]
 		if nb == 0 {

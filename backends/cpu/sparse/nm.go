@@ -16,9 +16,12 @@ import (
 //	         the n rows updated are fixed: one load of a row of dYᵀ feeds n
 //	         fused multiply-adds (64 batch lanes); the kept weights are packed
 //	         each run into a stream in the entries' layout
-//	weight   D at the kept slots only: Σ_b perm(idx, X[b, 4g:4g+4])·dY[b, j],
-//	         three groups x 32 columns per tile, which the kernel writes as
-//	         the tile's twelve dense rows of dW (zero where pruned)
+//	weight   D at the kept slots only. 2:4: dot products over the batch,
+//	         for a pair of groups the columns in blocks of four that keep
+//	         the same four rows, no permutes (nmdwruns.go); 1:4:
+//	         Σ_b perm(idx, X[b, 4g:4g+4])·dY[b, j], three groups x 32
+//	         columns per tile, written as the tile's twelve dense rows of
+//	         dW (zero where pruned)
 //
 // A mask that is not exactly n:4 (the all-zero state before the first mask
 // update, or all ones after a switch to dense) runs on the general kernels

@@ -9,9 +9,9 @@ import (
 // BenchmarkNMKernels times the 2:4 inner loops alone, on data sized to sit
 // in L1 and in L2, in ns per vector FMA: what the products of
 // BenchmarkNMDirections would take with no packing or memory stalls. On
-// the reference machine the forward and weight-gradient loops are bound
-// by a VPERMPS per FMA (bench/ports: 0.225 ns per FMA+VPERMPS pair against
-// 0.158 for an FMA alone); the input gradient's by its class-loop exits.
+// the reference machine the forward loop is bound by a VPERMPS per FMA
+// (bench/ports: 0.225 ns per FMA+VPERMPS pair against 0.158 for an FMA
+// alone); the weight gradient's runs by reading dYᵀ from L2.
 //
 //	go test -run XXX -bench NMKernels ./backends/cpu/sparse
 func BenchmarkNMKernels(b *testing.B) {
@@ -52,21 +52,23 @@ func BenchmarkNMKernels(b *testing.B) {
 			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/float64(entries*n*lanes/16), "ns/vfma")
 		})
 	}
-	for _, c := range []struct{ batch, panels int }{{128, 1}, {1024, 1}, {1024, 32}} {
-		b.Run(fmt.Sprintf("dw/batch=%d/panels=%d", c.batch, c.panels), func(b *testing.B) {
-			x := randVec(r, c.batch*12+4)
-			y := randVec(r, c.panels*c.batch*32)
-			idx := make([]uint8, 3*n*32)
-			for i := range idx {
-				idx[i] = uint8(i / (n * 32) * 4) // the first row of each group
+	// The 2:4 weight gradient: every pair's runs over one chunk of 128
+	// batch rows, dYᵀ of 1024 columns (512 KiB) in L2 as in the product.
+	kw := NewNM(s, Weight, n)
+	kw.Build(randomMask(r, "nm", s.Rows, s.Cols, 0))
+	b.Run("dw/runs", func(b *testing.B) {
+		xt := randVec(r, 16*kw.witems()*nmDWChunk)
+		yt := randVec(r, (s.Cols+1)*nmDWChunk)
+		clear(yt[s.Cols*nmDWChunk:])
+		sums := make([]float32, kw.wpoff[len(kw.wpoff)-1])
+		pairs := len(kw.wstart) - 1
+		for b.Loop() {
+			for q := range pairs {
+				nmDWRuns(kw.wruns[kw.wstart[q]:kw.wstart[q+1]], xt[8*q*nmDWChunk:], yt, sums[kw.wpoff[q]:kw.wpoff[q+1]], s.Cols, false, nil, nil)
 			}
-			out := make([]float32, 12*32)
-			for b.Loop() {
-				for p := range c.panels {
-					nmDW(n, c.batch, x, y[p*c.batch*32:], 32, idx, out, 32)
-				}
-			}
-			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/float64(c.batch*c.panels*3*n*2), "ns/vfma")
-		})
-	}
+		}
+		fmas := float64(len(sums)) * nmDWChunk / 16 // 16 sums a block, each 128 lanes: including the padding columns
+		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/fmas, "ns/vfma")
+		b.ReportMetric(float64(len(sums))/float64(s.Rows*s.Cols/2), "padded/kept")
+	})
 }
