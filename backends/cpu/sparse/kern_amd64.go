@@ -43,7 +43,6 @@ func nmFwdN3AVX512(ngroups int, x *float32, ldx int, wp *float32, ip *uint32, c 
 //go:noescape
 func nmDWN1AVX512(nb int, x, y *float32, ldy int, idx *uint8, out *float32, ldo int)
 
-
 // nmDWRunsAVX512: see nmDWRunsGo; the runs' columns are at most the cols
 // its wrapper checks yt against, p (and dst) hold 16 entries per block,
 // and dst's offsets fall inside dw.
