@@ -116,9 +116,10 @@ func main() {
 	// Two permute-free designs, for the 2:4 forward (not adopted:
 	// bench/README.md says why) and weight gradient (the 2:4 kernel now,
 	// nmDWRuns). The forward with batch rows in the lanes: per (column,
-	// group) a packed row offset (four to a load), a broadcast weight pair and eight FMAs
-	// whose operand, the group's pair of inputs for the column's kept rows,
-	// is a vector load; bound by loads, not by a shuffle pipe.
+	// group) a packed row offset (four to a load), a broadcast weight pair
+	// and eight FMAs whose operand, the group's pair of inputs for the
+	// column's kept rows, is a vector load; bound by loads, not by a
+	// shuffle pipe.
 	loop("pairRows", func() {
 		regs := []string{"R8", "R9", "R10", "R11"}
 		for e := 0; e < 4; e++ {
