@@ -90,7 +90,7 @@ func (k *NM) runWeightRuns(p *pool.Pool, workers int) {
 		clear(k.wxt[(chunks-1)*xtRows*nmDWChunk : chunks*xtRows*nmDWChunk])
 		clear(k.wyt[(chunks-1)*ytRows*nmDWChunk : chunks*ytRows*nmDWChunk])
 	}
-	k.tWYT.run(p, chunks*(ceilDiv(rows, 16)+ceilDiv(cols, 16)), 8, k.fWYT)
+	k.tWTrans.run(p, chunks*(ceilDiv(rows, 16)+ceilDiv(cols, 16)), 8, k.fWTrans)
 	items := k.witems()
 	k.tMul.run(p, items, ceilDiv(items, workers), k.fMul)
 }
