@@ -61,7 +61,7 @@ func TestLoopsRun(t *testing.T) {
 	if !cpu.X86.HasAVX512F {
 		t.Skip("no AVX-512 on this CPU")
 	}
-	mem := make([]float32, 4096)
+	mem := make([]float32, 1<<16) // as the benchmarks: PairEntry writes across 256 KiB
 	w := make([]float32, 64)
 	for _, l := range loops {
 		l.fn(1, &mem[0], &w[0])
