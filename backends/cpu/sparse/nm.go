@@ -100,6 +100,7 @@ const (
 	nmChunk      = 128 // input gradient: columns of W per chunk (32 KiB of dYᵀ; entries are bytes; asm_gen.go's nmDX steps 128 columns of packed weights per group)
 	nmOverRead   = 12  // forward: floats the kernel reads past a row's last group
 	nmPackBlocks = 8   // weight gradient: row blocks of dY in the packing jobs
+	nmDXBlocks   = 2   // input gradient: batch blocks that pass each chunk's packed weights together
 )
 
 // NewNM returns the n:4 kernel for one product (1 <= n <= 3).
@@ -416,12 +417,12 @@ func (k *NM) Run(p *pool.Pool, a, w, dy, c []float32, ep *Epilogue) {
 	case Input:
 		blocks := ceilDiv(k.s.Batch, lanes)
 		for len(k.xacc) < workers {
-			k.xacc = append(k.xacc, make([]float32, k.s.Rows*lanes))
+			k.xacc = append(k.xacc, make([]float32, nmDXBlocks*k.s.Rows*lanes))
 			k.ytc = append(k.ytc, make([]float32, nmChunk*lanes))
 		}
 		k.dpk = growF(k.dpk, k.chunks*k.groups*nmDXGroup(k.n))
 		k.tDXPack.run(p, k.chunks*k.groups, 16, k.fDXPack)
-		k.tMul.run(p, blocks, 1, k.fMul)
+		k.tMul.run(p, blocks, nmDXBlocks, k.fMul)
 		if ep != nil && !ep.empty() {
 			ep.apply(c, k.s.Rows, 0, k.s.Batch)
 		}
@@ -611,22 +612,29 @@ func (k *NM) weightTiles(w, lo, hi int) {
 // same either way on the reference machine).
 func (k *NM) inputBlocks(w, lo, hi int) {
 	rows, cols, nc := k.s.Rows, k.s.Cols, k.classes
-	acc, yt := k.xacc[w], k.ytc[w]
-	for t := lo; t < hi; t++ {
-		b0 := t * lanes
-		nb := min(lanes, k.s.Batch-b0)
+	yt := k.ytc[w]
+	for t0 := lo; t0 < hi; t0 += nmDXBlocks {
+		t1 := min(t0+nmDXBlocks, hi)
 		for ch := range k.chunks {
 			c0 := ch * nmChunk
-			if nb < lanes {
-				clear(yt)
-			}
-			transpose(yt, lanes, k.a[b0*cols+c0:], cols, 0, nb, min(nmChunk, cols-c0)) // a is dY here
 			cnt := k.ccnt[ch*k.groups*nc : (ch+1)*k.groups*nc]
 			ent := k.cent[k.cstart[ch]:k.cstart[ch+1]]
 			gs := k.groups * nmDXGroup(k.n)
-			nmDX(k.n, k.groups, cnt, ent, k.dpk[ch*gs:(ch+1)*gs], yt, acc, ch == 0)
+			for t := t0; t < t1; t++ {
+				b0 := t * lanes
+				nb := min(lanes, k.s.Batch-b0)
+				if nb < lanes {
+					clear(yt)
+				}
+				transpose(yt, lanes, k.a[b0*cols+c0:], cols, 0, nb, min(nmChunk, cols-c0)) // a is dY here
+				nmDX(k.n, k.groups, cnt, ent, k.dpk[ch*gs:(ch+1)*gs], yt, k.xacc[w][(t-t0)*rows*lanes:(t-t0+1)*rows*lanes], ch == 0)
+			}
 		}
-		transpose(k.c[b0*rows:], rows, acc, lanes, 0, rows, nb)
+		for t := t0; t < t1; t++ {
+			b0 := t * lanes
+			nb := min(lanes, k.s.Batch-b0)
+			transpose(k.c[b0*rows:], rows, k.xacc[w][(t-t0)*rows*lanes:], lanes, 0, rows, nb)
+		}
 	}
 }
 
