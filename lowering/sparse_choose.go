@@ -35,8 +35,10 @@ type KernelCost struct {
 // Zen 5, AVX-512), from bench/sparse.sh and the single-core CPU times of
 // backends/cpu/sparse's BenchmarkLayer scaled by 1.75 for the second core:
 // the dense GEMM; the compressed N:4 kernels per product (a VPERMPS per
-// kept weight in the forward and weight gradient, which share the FMA's
-// pipes, so they win by skipping, not by speed); other N:M on the
+// kept weight in the forward and the 1:4 weight gradient, which share the
+// FMA's pipes, so they win by skipping, not by speed; the 2:4 weight
+// gradient's dot products and the input gradient's class-sorted entries
+// have no permute); other N:M on the
 // index-list kernels; block-sparse (the dense micro-kernel over occupied
 // 32x32 tiles, less the packing); CSR SpMM and the sampled weight
 // gradient. Packing and transposing the dense operands moves bytes at
@@ -52,9 +54,16 @@ type KernelCost struct {
 // 3.50 ms, 3:4 7.3 (forward) and 5.8 (input gradient) against 6.0 dense,
 // so at 3:4 only the input gradient beats dense-with-mask. N:4 weight
 // gradients above 2:4 have no vector path.
+//
+// The 2:4 weight gradient was refitted at 12:45 UTC the same day, after its
+// kernel became dot products over the batch (nmdwruns.go): six runs at
+// batch 1024 gave 4.20-4.60 ms (median 4.45) against 7.13-7.35 for the
+// dense GEMM, so 300 GFLOP/s with the same bytes term. Batch 256 could not
+// be timed that hour (the dense GEMM alone ran 1.7 to 4.5 ms from run to
+// run), so the bytes term was not refitted.
 var rateNM = map[int]map[Product]float64{
 	1: {Forward: 360e9, InputGr: 255e9, WeightG: 205e9},
-	2: {Forward: 290e9, InputGr: 350e9, WeightG: 285e9},
+	2: {Forward: 290e9, InputGr: 350e9, WeightG: 300e9},
 	3: {Forward: 250e9, InputGr: 330e9},
 }
 
