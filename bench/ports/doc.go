@@ -3,11 +3,12 @@
 // multiply-adds alone, next to a shuffle, blend or broadcast, and with
 // their operands loaded from memory. These figures bound the sparse
 // kernels in backends/cpu/sparse (a VPERMPS per kept weight in the 2:4
-// forward; a load per multiply-add in the index-list SpMM). Three loops
-// time designs without a permute: the weight gradient's dot products over
-// the batch (DotBlock, the 2:4 kernel now) and two for the forward that
-// were not adopted (PairRows, PairEntry; see bench/README.md). Run on
-// amd64 with AVX-512:
+// forward; a load per multiply-add in the index-list SpMM). The other
+// loops time designs without a permute: the weight gradient's dot
+// products over the batch (DotBlock, the 2:4 kernel now) and four for the
+// forward that were not adopted (PairRows, PairEntry, AccEntry,
+// RowOffsets), and one that mixes permutes with memory operands
+// (PermAndMem); bench/README.md says why. Run on amd64 with AVX-512:
 //
 //	go test -bench . ./bench/ports
 //

@@ -207,6 +207,68 @@ func main() {
 			}
 		}
 	})
+	// The forward with the input gradient's roles mirrored over one group:
+	// the group's four rows of Xᵀ (64 batch lanes) in registers, and per
+	// column (a byte of w's table, 128 columns: 32 KiB of accumulators in
+	// L1) its four accumulator vectors loaded, two broadcast weights, eight
+	// FMAs and four stores. Bound by the stores.
+	loop("accEntry", func() {
+		p("MOVQ CX, SI")
+		p("SHLQ $2, SI")
+		p("ANDQ $1020, SI")
+		for e := 0; e < 4; e++ {
+			p("MOVBQZX %d(DI)(SI*1), AX", tableBytes+e)
+			p("SHLQ $8, AX")
+			for v := 0; v < 4; v++ {
+				p("VMOVUPS %d(DX)(AX*1), Z%d", 64*v, 16+v+4*(e%2))
+			}
+			for s := 0; s < 2; s++ {
+				p("VBROADCASTSS %d(DI), Z%d", 4*e+64*s, 24+s+2*(e%2))
+			}
+			for s, r := range []int{e % 4, (e + 1) % 4} {
+				for v := 0; v < 4; v++ {
+					p("VFMADD231PS Z%d, Z%d, Z%d", 4*r+v, 24+s+2*(e%2), 16+v+4*(e%2))
+				}
+			}
+			for v := 0; v < 4; v++ {
+				p("VMOVUPS Z%d, %d(DX)(AX*1)", 16+v+4*(e%2), 64*v)
+			}
+		}
+	})
+	// The forward with batch rows in the lanes and no expansion of X: per
+	// (column, group) a 32-bit pair of byte offsets of the two kept rows of
+	// Xᵀ (256 lanes, rows of 1 KiB in a 32 KiB block; w's offset table),
+	// two broadcast weights and 32 FMAs whose operands are those rows.
+	loop("rowOffsets", func() {
+		p("MOVQ CX, SI")
+		p("ANDQ $255, SI")
+		p("MOVL %d(DI)(SI*4), R8", offsetBytes)
+		p("MOVL R8, R9")
+		p("SHRL $16, R9")
+		p("ANDL $0xffff, R8")
+		p("VBROADCASTSS (DI), Z30")
+		p("VBROADCASTSS 4(DI), Z31")
+		for s, r := range []string{"R8", "R9"} {
+			for v := 0; v < 16; v++ {
+				p("VFMADD231PS %d(DX)(%s*1), Z%d, Z%d", 64*v, r, 30+s, v)
+			}
+		}
+	})
+	// Half the FMAs as the forward's (a VPERMPS each), half with memory
+	// operands and a broadcast per eight: the permutes and the loads use
+	// different resources, so together they beat either alone.
+	loop("permAndMem", func() {
+		e := 0
+		for i := 0; i < 16; i++ {
+			p("VPERMPS Z%d, Z28, Z%d", 26+i%2, 16+i%4)
+			p("VFMADD231PS Z%d, Z29, Z%d", 16+i%4, i%8)
+			if i%8 == 0 {
+				p("VBROADCASTSS %d(DI), Z%d", 4*e, 24+e%2)
+				e++
+			}
+			p("VFMADD231PS %d(DX), Z%d, Z%d", 512*(e-1)+64*(i%8), 24+(e-1)%2, 8+i%8)
+		}
+	})
 	if err := os.WriteFile("ports_amd64.s", out.Bytes(), 0o644); err != nil {
 		panic(err)
 	}
@@ -222,4 +284,16 @@ var others = []struct{ name, asm string }{
 	{"PANDD", "VPANDD Z28, Z%d, Z%d"},
 	{"PSRLD", "VPSRLD $4, Z%d, Z%d"},
 	{"BROADCASTSS", "VBROADCASTSS X%d, Z%d"},
+	{"PSHUFB", "VPSHUFB Z28, Z%d, Z%d"},
+	{"PERMI2PS", "VPERMI2PS Z28, Z%d, Z%d"},
+	{"PERMQImm", "VPERMQ $0x1b, Z%d, Z%d"},
+	{"SHUFF32X4", "VSHUFF32X4 $0x1b, Z28, Z%d, Z%d"},
+	{"ALIGND", "VALIGND $3, Z28, Z%d, Z%d"},
 }
+
+// Where the loops' tables sit in w (bytes): accEntry's column bytes,
+// rowOffsets' pairs of row offsets (ports_amd64_test.go fills them).
+const (
+	tableBytes  = 2048
+	offsetBytes = 4096
+)

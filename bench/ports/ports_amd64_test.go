@@ -1,7 +1,9 @@
 package ports
 
 import (
+	"math/rand/v2"
 	"testing"
+	"unsafe"
 
 	"golang.org/x/sys/cpu"
 )
@@ -19,6 +21,11 @@ var loops = []struct {
 	{"FMA+PANDD", fmaWithPANDD}, {"OnlyPANDD", onlyPANDD},
 	{"FMA+PSRLD", fmaWithPSRLD}, {"OnlyPSRLD", onlyPSRLD},
 	{"FMA+BROADCASTSS", fmaWithBROADCASTSS}, {"OnlyBROADCASTSS", onlyBROADCASTSS},
+	{"FMA+PSHUFB", fmaWithPSHUFB}, {"OnlyPSHUFB", onlyPSHUFB},
+	{"FMA+PERMI2PS", fmaWithPERMI2PS}, {"OnlyPERMI2PS", onlyPERMI2PS},
+	{"FMA+PERMQImm", fmaWithPERMQImm}, {"OnlyPERMQImm", onlyPERMQImm},
+	{"FMA+SHUFF32X4", fmaWithSHUFF32X4}, {"OnlySHUFF32X4", onlySHUFF32X4},
+	{"FMA+ALIGND", fmaWithALIGND}, {"OnlyALIGND", onlyALIGND},
 	{"FMAMem", fmaMem},
 	{"FMAMem+Bcast", fmaMemBcast},
 	{"FMAMem+Bcast+Index", fmaMemBcastIndex},
@@ -27,6 +34,32 @@ var loops = []struct {
 	{"PairRows", pairRows},
 	{"DotBlock", dotBlock},
 	{"PairEntry", pairEntry},
+	{"AccEntry", accEntry},
+	{"RowOffsets", rowOffsets},
+	{"PermAndMem", permAndMem},
+}
+
+// operands returns the loops' memory (256 KiB: PairEntry's accumulators
+// are in L2; the other loops stay in the first 32 KiB, in L1) and w: the
+// weights, then accEntry's column bytes (128 columns of 256 bytes) at
+// byte 2048 and rowOffsets' pairs of row offsets (a group's two kept rows
+// of four, rows of 1 KiB in eight groups) at byte 4096 (gen.go's
+// tableBytes and offsetBytes).
+func operands() (mem, w []float32) {
+	mem = make([]float32, 1<<16)
+	w = make([]float32, 2048)
+	r := rand.New(rand.NewPCG(1, 2))
+	cols := unsafe.Slice((*byte)(unsafe.Pointer(&w[512])), 1024)
+	for i := range cols {
+		cols[i] = byte(r.IntN(128))
+	}
+	offs := unsafe.Slice((*uint32)(unsafe.Pointer(&w[1024])), 256)
+	for i := range offs {
+		g, i0 := i%8, r.IntN(3)
+		i1 := i0 + 1 + r.IntN(3-i0)
+		offs[i] = uint32((4*g+i0)*1024) | uint32((4*g+i1)*1024)<<16
+	}
+	return mem, w
 }
 
 // fmasPerPass is 32 except for dotBlock's and pairEntry's 128.
@@ -41,8 +74,7 @@ func BenchmarkPorts(b *testing.B) {
 	if !cpu.X86.HasAVX512F {
 		b.Skip("no AVX-512 on this CPU")
 	}
-	mem := make([]float32, 1<<16) // 256 KiB: PairEntry's accumulators (L2); the other loops stay in the first 16 KiB (L1)
-	w := make([]float32, 64)
+	mem, w := operands()
 	const passes = 1000
 	for _, l := range loops {
 		b.Run(l.name, func(b *testing.B) {
@@ -61,8 +93,7 @@ func TestLoopsRun(t *testing.T) {
 	if !cpu.X86.HasAVX512F {
 		t.Skip("no AVX-512 on this CPU")
 	}
-	mem := make([]float32, 1<<16) // as the benchmarks: PairEntry writes across 256 KiB
-	w := make([]float32, 64)
+	mem, w := operands()
 	for _, l := range loops {
 		l.fn(1, &mem[0], &w[0])
 	}
