@@ -134,7 +134,9 @@ func TestKernelsMatchReference(t *testing.T) {
 	r := rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64()))
 	p2 := pool.New(2)
 	defer p2.Close()
-	shapes := []Shape{{Batch: 37, Rows: 52, Cols: 45}, {Batch: 64, Rows: 96, Cols: 64}, {Batch: 130, Rows: 68, Cols: 100}, {Batch: 72, Rows: 520, Cols: 200}}
+	// Rows 1100: the N:4 forward runs two k blocks (nmKBlock groups each),
+	// the second of 19 groups.
+	shapes := []Shape{{Batch: 37, Rows: 52, Cols: 45}, {Batch: 64, Rows: 96, Cols: 64}, {Batch: 130, Rows: 68, Cols: 100}, {Batch: 72, Rows: 520, Cols: 200}, {Batch: 20, Rows: 1100, Cols: 40}}
 	for _, s := range shapes {
 		for _, kind := range []string{"unstructured", "nm", "nm1", "nm3", "block", "ones"} {
 			m := randomMask(r, kind, s.Rows, s.Cols, 0.2)
@@ -207,7 +209,7 @@ func TestPortableNMKernels(t *testing.T) {
 	defer func() { nmFwd, nmDW, nmDWRuns, nmDX, nmPack, nmVector = fwd, dw, dwRuns, dx, pack, vec }()
 	nmFwd, nmDW, nmDWRuns, nmDX, nmPack, nmVector = nmFwdTileGo, nmDWGo, nmDWRunsGo, nmDXGo, nmPackGo, true
 	r := rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64()))
-	for _, s := range []Shape{{Batch: 37, Rows: 52, Cols: 45}, {Batch: 70, Rows: 96, Cols: 64}, {Batch: 300, Rows: 40, Cols: 33}} {
+	for _, s := range []Shape{{Batch: 37, Rows: 52, Cols: 45}, {Batch: 70, Rows: 96, Cols: 64}, {Batch: 300, Rows: 40, Cols: 33}, {Batch: 20, Rows: 1100, Cols: 40}} {
 		for _, n := range []int{1, 2, 3} {
 			m := randomMask(r, map[int]string{1: "nm1", 2: "nm", 3: "nm3"}[n], s.Rows, s.Cols, 0)
 			for _, dir := range []Dir{Forward, Input, Weight} {
