@@ -38,10 +38,9 @@ type KernelCost struct {
 // kept weight in the forward and the 1:4 weight gradient, which share the
 // FMA's pipes, so they win by skipping, not by speed; the 2:4 weight
 // gradient's dot products and the input gradient's class-sorted entries
-// have no permute); other N:M on the
-// index-list kernels; block-sparse (the dense micro-kernel over occupied
-// 32x32 tiles, less the packing); CSR SpMM and the sampled weight
-// gradient. Packing and transposing the dense operands moves bytes at
+// have no permute); other N:M on the index-list kernels; block-sparse (the
+// dense micro-kernel over occupied 32x32 tiles, less the packing); CSR
+// SpMM and the sampled weight gradient. Packing and transposing the dense operands moves bytes at
 // memBW; the dense-with-mask kernels' W ⊙ M (or D ⊙ M) pass at maskBW.
 //
 // The N:4 figures were refitted on 2026-11-27 at 10:38 UTC with the
@@ -55,7 +54,7 @@ type KernelCost struct {
 // so at 3:4 only the input gradient beats dense-with-mask. N:4 weight
 // gradients above 2:4 have no vector path.
 //
-// The 2:4 weight gradient was refitted at 12:45 UTC the same day, after its
+// The 2:4 weight gradient was refitted at 12:40 UTC the same day, after its
 // kernel became dot products over the batch (nmdwruns.go): six runs at
 // batch 1024 gave 4.20-4.60 ms (median 4.45) against 7.13-7.35 for the
 // dense GEMM, so 300 GFLOP/s with the same bytes term. Batch 256 could not
