@@ -133,8 +133,8 @@ func (k *NM) weightItems(_, lo, hi int) {
 			xt := k.wxt[(ch*xtRows+8*q)*nmDWChunk:]
 			// The next pair's rows of Xᵀ (4 KiB), into L2 while this pair
 			// runs. Reading one pair's rows for every pair made the kernel
-			// 6% faster; the prefetch gets back 1-1.5% of it (the rest is
-			// reading them from L2, not L1).
+			// 6% faster; the prefetch gets back about 1% of it (the rest
+			// is reading them from L2, not L1).
 			if nq, nch := q+1, ch; nq < q1 || ch+1 < chunks {
 				if nq == q1 {
 					nq, nch = q0, ch+1
