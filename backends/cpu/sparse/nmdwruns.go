@@ -135,10 +135,11 @@ func (k *NM) weightItems(_, lo, hi int) {
 			// runs. Reading one pair's rows for every pair made the kernel
 			// 6% faster; the prefetch gets back about 1% of it (the rest
 			// is reading them from L2, not L1).
-			if nq, nch := q+1, ch; nq < q1 || ch+1 < chunks {
-				if nq == q1 {
-					nq, nch = q0, ch+1
-				}
+			nq, nch := q+1, ch // the next pair: this worker's first in the next chunk after its last
+			if nq == q1 {
+				nq, nch = q0, ch+1
+			}
+			if nch < chunks {
 				at := (nch*xtRows + 8*nq) * nmDWChunk
 				prefetch(k.wxt[at : at+8*nmDWChunk])
 			}
