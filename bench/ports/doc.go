@@ -7,8 +7,10 @@
 // loops time designs without a permute: the weight gradient's dot
 // products over the batch (DotBlock, the 2:4 kernel now) and four for the
 // forward that were not adopted (PairRows, PairEntry, AccEntry,
-// RowOffsets), and one that mixes permutes with memory operands
-// (PermAndMem); bench/README.md says why. Run on amd64 with AVX-512:
+// RowOffsets), one that mixes permutes with memory operands
+// (PermAndMem), and the forward's own pattern next to three that pick
+// inputs with blends instead of permutes (FwdPerm, FwdPermBlend,
+// Fwd3Slot, FwdMix); bench/README.md says why. Run on amd64 with AVX-512:
 //
 //	go test -bench . ./bench/ports
 //

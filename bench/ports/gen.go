@@ -26,6 +26,18 @@ func loop(name string, body func()) {
 	}
 	p("MOVQ $0x5555, AX")
 	p("KMOVW AX, K1")
+	p("MOVQ $0x3333, AX")
+	p("KMOVW AX, K2")
+	p("MOVQ $0x0f0f, AX")
+	p("KMOVW AX, K3")
+	p("MOVQ $0x6969, AX")
+	p("KMOVW AX, K4")
+	p("MOVQ $0x1234, AX")
+	p("KMOVW AX, K5")
+	p("MOVQ $0x4321, AX")
+	p("KMOVW AX, K6")
+	p("MOVQ $0x7777, AX")
+	p("KMOVW AX, K7")
 	fmt.Fprintf(&out, "%s_loop:\n", name)
 	body()
 	p("DECQ CX")
@@ -267,6 +279,100 @@ func main() {
 				e++
 			}
 			p("VFMADD231PS %d(DX), Z%d, Z%d", 512*(e-1)+64*(i%8), 24+(e-1)%2, 8+i%8)
+		}
+	})
+	// The fwd* loops are 2:4 forward designs for an 8 x 32 tile, 32 kept
+	// products (two per row, group and column vector) a pass however many
+	// FMAs they spend on them: the metric is per kept product.
+	//
+	// The forward's current inner pattern for one row of an 8 x 32 tile:
+	// a 16-byte load broadcast to four lanes, a VPERMPS per slot and
+	// column vector, four FMAs (weights and indices in registers).
+	loop("fwdPerm", func() {
+		for r := 0; r < 8; r++ {
+			p("VMOVUPS %d(DX), Z22", 16*r)
+			for s := 0; s < 2; s++ {
+				for v := 0; v < 2; v++ {
+					p("VPERMPS Z22, Z%d, Z%d", 20+v, 26+2*s+v)
+					p("VFMADD231PS Z%d, Z%d, Z%d", 16+2*s+v, 26+2*s+v, 2*r+v)
+				}
+			}
+		}
+	})
+	// The same with slot 1 (the larger kept row, 1..3) picked by two
+	// blends from broadcasts of x1, x2, x3 (loaded), slot 0 by a VPERMPS.
+	loop("fwdPermBlend", func() {
+		for r := 0; r < 8; r++ {
+			p("VMOVUPS %d(DX), Z22", 16*r)
+			for i := 1; i < 4; i++ {
+				p("VBROADCASTSS %d(DX), Z%d", 16*r+4*i, 22+i)
+			}
+			for v := 0; v < 2; v++ {
+				p("VPERMPS Z22, Z%d, Z%d", 20+v, 26+v)
+				p("VFMADD231PS Z%d, Z%d, Z%d", 16+v, 26+v, 2*r+v)
+				p("VBLENDMPS Z24, Z25, K%d, Z%d", 1+2*v, 28+v)
+				p("VBLENDMPS Z23, Z%d, K%d, Z%d", 28+v, 2+2*v, 28+v)
+				p("VFMADD231PS Z%d, Z%d, Z%d", 18+v, 28+v, 2*r+v)
+			}
+		}
+	})
+	// FMAs next to broadcasts from memory: does the broadcast take a
+	// shuffle slot as VBROADCASTF32X4's does?
+	loop("fmaBcastMem", func() {
+		for i := 0; i < 32; i++ {
+			p("VBROADCASTSS %d(DX), Z%d", 4*i, 24+i%4)
+			p("VFMADD231PS Z29, Z30, Z%d", i%16)
+		}
+	})
+	// One VPERMPS per two FMAs, and two blends per FMA.
+	loop("fmaPermHalf", func() {
+		for i := 0; i < 32; i++ {
+			if i%2 == 0 {
+				p("VPERMPS Z28, Z%d, Z%d", 24+i%4, 16+i%8)
+			}
+			p("VFMADD231PS Z29, Z30, Z%d", i%16)
+		}
+	})
+	loop("fmaBlend2", func() {
+		for i := 0; i < 32; i++ {
+			p("VBLENDMPS Z28, Z%d, K1, Z%d", 24+i%4, 16+i%8)
+			p("VBLENDMPS Z27, Z%d, K2, Z%d", 24+i%4, 20+i%4)
+			p("VFMADD231PS Z29, Z30, Z%d", i%16)
+		}
+	})
+	// Three slots, each a blend of two broadcast inputs (x0|x1, x2|x3,
+	// x1|x2 cover all six pairs of four; the unused slot's weight is
+	// zero): three FMAs and three blends per column vector, no permute.
+	loop("fwd3Slot", func() {
+		for r := 0; r < 8; r++ {
+			for i := 0; i < 4; i++ {
+				p("VBROADCASTSS %d(DX), Z%d", 16*r+4*i, 22+i)
+			}
+			for v := 0; v < 2; v++ {
+				for s, src := range [][2]int{{22, 23}, {24, 25}, {23, 24}} {
+					p("VBLENDMPS Z%d, Z%d, K%d, Z%d", src[1], src[0], 1+3*v+s, 26+(3*v+s)%6)
+					p("VFMADD231PS Z%d, Z%d, Z%d", 16+(3*v+s)%6, 26+(3*v+s)%6, 2*r+v)
+				}
+			}
+		}
+	})
+	// One column vector by permutes (two FMAs), the other by three blended
+	// slots (three FMAs): the permutes and the blends share the non-FMA
+	// pipes.
+	loop("fwdMix", func() {
+		for r := 0; r < 8; r++ {
+			p("VMOVUPS %d(DX), Z30", 16*r)
+			for i := 0; i < 4; i++ {
+				p("VBROADCASTSS %d(DX), Z%d", 16*r+4*i, 22+i)
+			}
+			for s := 0; s < 2; s++ {
+				p("VPERMPS Z30, Z%d, Z%d", 20+s, 28+s)
+				p("VFMADD231PS Z%d, Z%d, Z%d", 16+s, 28+s, 2*r)
+			}
+			for s, src := range [][2]int{{22, 23}, {24, 25}, {23, 24}} {
+				p("VBLENDMPS Z%d, Z%d, K%d, Z%d", src[1], src[0], 1+s, 26+s%2)
+				p("VFMADD231PS Z%d, Z%d, Z%d", 17+s, 26+s%2, 2*r+1)
+			}
 		}
 	})
 	if err := os.WriteFile("ports_amd64.s", out.Bytes(), 0o644); err != nil {

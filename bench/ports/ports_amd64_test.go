@@ -37,6 +37,13 @@ var loops = []struct {
 	{"AccEntry", accEntry},
 	{"RowOffsets", rowOffsets},
 	{"PermAndMem", permAndMem},
+	{"FwdPerm", fwdPerm},
+	{"FwdPermBlend", fwdPermBlend},
+	{"FMA+BcastMem", fmaBcastMem},
+	{"FMA+PermHalf", fmaPermHalf},
+	{"FMA+Blend2", fmaBlend2},
+	{"Fwd3Slot", fwd3Slot},
+	{"FwdMix", fwdMix},
 }
 
 // operands returns the loops' memory (256 KiB: PairEntry's accumulators
