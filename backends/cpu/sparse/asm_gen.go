@@ -32,7 +32,6 @@ func main() {
 		nmPack(n)
 	}
 	transpose16()
-	prefetchL2()
 	if err := os.WriteFile("kern_amd64.s", out.Bytes(), 0o644); err != nil {
 		panic(err)
 	}
@@ -804,23 +803,5 @@ func transpose16() {
 		}
 	}
 	p("VZEROUPPER")
-	p("RET")
-}
-
-// prefetchL2: PREFETCHT1 on each of lines cache lines from p (a hint: it
-// never faults).
-func prefetchL2() {
-	out.WriteString("\n// func prefetchL2(p *float32, lines int)\n")
-	out.WriteString("TEXT ·prefetchL2(SB), NOSPLIT, $0-16\n")
-	p("MOVQ p+0(FP), SI")
-	p("MOVQ lines+8(FP), CX")
-	p("TESTQ CX, CX")
-	p("JZ prefetch_done")
-	label("prefetch_line")
-	p("PREFETCHT1 (SI)")
-	p("ADDQ $64, SI")
-	p("DECQ CX")
-	p("JNZ prefetch_line")
-	label("prefetch_done")
 	p("RET")
 }

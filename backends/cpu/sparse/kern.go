@@ -11,9 +11,6 @@ var (
 	nmPack   = nmPackGo
 	nmDX     = nmDXGo
 	nmDWRuns = nmDWRunsGo
-	// prefetch hints that s will be read soon (a no-op where there is no
-	// instruction for it).
-	prefetch = func([]float32) {}
 	// nmVector: the N:4 kernels have a vector path (else the general
 	// kernels run N:4 masks).
 	nmVector = false

@@ -189,22 +189,12 @@ func init() {
 	nmVector = true
 }
 
-// prefetchL2 asks for lines cache lines from p to be brought into L2.
-//
-//go:noescape
-func prefetchL2(p *float32, lines int)
-
 // transpose16AVX512: dst[c·ldd + r] = src[r·lds + c], r, c < 16.
 //
 //go:noescape
 func transpose16AVX512(dst *float32, ldd int, src *float32, lds int)
 
 func init() {
-	prefetch = func(s []float32) {
-		if len(s) > 0 {
-			prefetchL2(&s[0], (len(s)+15)/16)
-		}
-	}
 	if cpu.X86.HasAVX512F {
 		transpose16 = func(dst []float32, ldd int, src []float32, lds int) {
 			_ = dst[15*ldd+15]

@@ -2700,17 +2700,3 @@ TEXT ·transpose16AVX512(SB), NOSPLIT, $0-32
 	VMOVUPS Z15, (DI)
 	VZEROUPPER
 	RET
-
-// func prefetchL2(p *float32, lines int)
-TEXT ·prefetchL2(SB), NOSPLIT, $0-16
-	MOVQ p+0(FP), SI
-	MOVQ lines+8(FP), CX
-	TESTQ CX, CX
-	JZ prefetch_done
-prefetch_line:
-	PREFETCHT1 (SI)
-	ADDQ $64, SI
-	DECQ CX
-	JNZ prefetch_line
-prefetch_done:
-	RET

@@ -71,15 +71,13 @@ type NM struct {
 	// weight gradient by runs (2:4, nmdwruns.go): the runs of every pair of
 	// groups, where each pair's runs and sums begin, the sums; Xᵀ and dYᵀ
 	// in chunks of 128 batch rows
-	wruns   []uint16
-	wstart  []int32
-	wpoff   []int32
-	wdst    []int32 // per sum: its offset in the pair's rows of dW (-1: padding)
-	wsum    []float32
-	wxt     []float32           // Xᵀ per chunk: 16·witems rows of 128
-	wyt     []float32           // dYᵀ per chunk: cols+1 rows of 128
-	tWTrans rangeTask           // the transposes into wxt and wyt
-	fWTrans func(w, lo, hi int) // transposeChunks
+	wruns  []uint16
+	wstart []int32
+	wpoff  []int32
+	wdst   []int32 // per sum: its offset in the pair's rows of dW (-1: padding)
+	wsum   []float32
+	wxt    [][]float32 // per worker: Xᵀ of its rows of W for one chunk (16 rows an item, 128 lanes)
+	wyt    [][]float32 // per worker: dYᵀ of one chunk (cols+1 rows of 128)
 
 	tile, xrows   [][]float32 // forward, per worker: an 8 x 32 tile, 8 padded rows of X
 	a, w, dy, c   []float32
@@ -118,7 +116,6 @@ func NewNM(s Shape, dir Dir, n int) *NM {
 	k.chunks = ceilDiv(s.Cols, nmChunk)
 	k.dwGroups = ceilDiv(s.Rows/4, 3) * 3 // strips of three groups, the last padded with zeros
 	k.fPack, k.fMul, k.fPanel, k.fDXPack = k.packChunk, k.mulChunk, k.panelChunk, k.packDXChunk
-	k.fWTrans = k.transposeChunks
 	return k
 }
 

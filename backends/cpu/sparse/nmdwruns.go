@@ -13,7 +13,8 @@ import "github.com/expc-dev/expc/backends/cpu/pool"
 // last chunk scatters each pair's sums into its eight dense rows of dW.
 //
 // A chunk of dYᵀ (512 KiB at 1024 columns) sits in L2 while a worker's
-// pairs pass; Xᵀ and dYᵀ of all chunks are transposed first, in one pass.
+// pairs pass; each worker transposes it, and Xᵀ of its own rows, chunk by
+// chunk into its own buffers.
 
 const nmDWChunk = 128 // batch rows per chunk (the kernel's eight vectors)
 
@@ -73,83 +74,56 @@ func (k *NM) buildWeightRuns() {
 	k.wstart[pairs], k.wpoff[pairs] = int32(len(k.wruns)), sums
 }
 
-// runWeightRuns is the weight gradient's Run on the runs path: Xᵀ and dYᵀ
-// of every chunk first, then each worker takes a fixed share of the pairs
-// through all chunks, so a chunk of dYᵀ stays in L2 while the worker's
-// pairs pass.
+// runWeightRuns is the weight gradient's Run on the runs path: each worker
+// takes a fixed share of the pairs through every chunk of 128 batch rows,
+// and transposes for each chunk what its pairs read into its own buffers:
+// dYᵀ of the chunk (512 KiB at 1024 columns, in L2 while its pairs pass)
+// and Xᵀ of its rows. Transposing all of X and dY once a call for both
+// workers wrote 8 MiB that the kernel then read back from memory.
 func (k *NM) runWeightRuns(p *pool.Pool, workers int) {
-	rows, cols := k.s.Rows, k.s.Cols
-	chunks := ceilDiv(k.s.Batch, nmDWChunk)
 	k.wsum = growF(k.wsum, int(k.wpoff[len(k.wpoff)-1]))
-	xtRows, ytRows := 16*k.witems(), cols+1 // zero past the last input; column cols is the padding column
-	if len(k.wxt) < chunks*xtRows*nmDWChunk {
-		k.wxt = make([]float32, chunks*xtRows*nmDWChunk)
-		k.wyt = make([]float32, chunks*ytRows*nmDWChunk)
-	}
-	if nb := k.s.Batch - (chunks-1)*nmDWChunk; nb < nmDWChunk { // the short last chunk's lanes past nb stay zero
-		clear(k.wxt[(chunks-1)*xtRows*nmDWChunk : chunks*xtRows*nmDWChunk])
-		clear(k.wyt[(chunks-1)*ytRows*nmDWChunk : chunks*ytRows*nmDWChunk])
-	}
-	k.tWTrans.run(p, chunks*(ceilDiv(rows, 16)+ceilDiv(cols, 16)), 8, k.fWTrans)
 	items := k.witems()
-	k.tMul.run(p, items, ceilDiv(items, workers), k.fMul)
+	per := ceilDiv(items, workers)
+	for len(k.wyt) < workers {
+		k.wxt = append(k.wxt, nil) // sized by the worker for its share (weightItems)
+		k.wyt = append(k.wyt, make([]float32, (k.s.Cols+1)*nmDWChunk)) // column cols is the zero padding column
+	}
+	k.tMul.run(p, items, per, k.fMul)
 }
 
 // witems is the number of sixteen-row slices of W (two pairs each).
 func (k *NM) witems() int { return ceilDiv(ceilDiv(k.groups, 2), 2) }
 
-// transposeChunks writes units [lo, hi) of Xᵀ and dYᵀ: per chunk, the
-// sixteen-column blocks of X, then those of dY.
-func (k *NM) transposeChunks(_, lo, hi int) {
-	rows, cols := k.s.Rows, k.s.Cols
-	xb, yb := ceilDiv(rows, 16), ceilDiv(cols, 16)
-	xtRows, ytRows := 16*k.witems(), cols+1
-	for u := lo; u < hi; u++ {
-		ch, c := u/(xb+yb), u%(xb+yb)
-		b0 := ch * nmDWChunk
-		nb := min(nmDWChunk, k.s.Batch-b0)
-		if c < xb {
-			c0 := 16 * c
-			transpose(k.wxt[(ch*xtRows+c0)*nmDWChunk:], nmDWChunk, k.a[b0*rows+c0:], rows, 0, nb, min(16, rows-c0))
-			continue
-		}
-		c0 := 16 * (c - xb)
-		transpose(k.wyt[(ch*ytRows+c0)*nmDWChunk:], nmDWChunk, k.dy[b0*cols+c0:], cols, 0, nb, min(16, cols-c0))
-	}
-}
-
 // weightItems runs items [lo, hi) (item i: the pairs 2i and 2i+1, rows
 // 16i.. of W) through every chunk; in the last, the kernel writes the
 // sums into the pair's rows of dW, cleared first for the pruned weights.
-func (k *NM) weightItems(_, lo, hi int) {
+func (k *NM) weightItems(w, lo, hi int) {
 	rows, cols := k.s.Rows, k.s.Cols
 	pairs := ceilDiv(k.groups, 2)
 	chunks := ceilDiv(k.s.Batch, nmDWChunk)
-	xtRows, ytRows := 16*k.witems(), cols+1
 	q0, q1 := 2*lo, min(2*hi, pairs)
+	k.wxt[w] = growF(k.wxt[w], 16*(hi-lo)*nmDWChunk) // a share is larger when fewer workers join
+	xt, yt := k.wxt[w], k.wyt[w]
+	r0, r1 := 16*lo, min(16*hi, rows) // X's columns for these rows of W; Xᵀ is zero past the last
+	clear(xt[(r1-r0)*nmDWChunk:])
+	clear(yt[cols*nmDWChunk:])
 	for ch := range chunks {
-		yt := k.wyt[ch*ytRows*nmDWChunk : (ch+1)*ytRows*nmDWChunk]
+		b0 := ch * nmDWChunk
+		nb := min(nmDWChunk, k.s.Batch-b0)
+		if nb < nmDWChunk { // the short last chunk: lanes past nb stay zero
+			clear(xt)
+			clear(yt)
+		}
+		transpose(xt, nmDWChunk, k.a[b0*rows+r0:], rows, 0, nb, r1-r0)
+		transpose(yt, nmDWChunk, k.dy[b0*cols:], cols, 0, nb, cols)
 		for q := q0; q < q1; q++ {
-			xt := k.wxt[(ch*xtRows+8*q)*nmDWChunk:]
-			// The next pair's rows of Xᵀ (4 KiB), into L2 while this pair
-			// runs. Reading one pair's rows for every pair made the kernel
-			// 6% faster; the prefetch gets back about 1% of it (the rest
-			// is reading them from L2, not L1).
-			nq, nch := q+1, ch // the next pair: this worker's first in the next chunk after its last
-			if nq == q1 {
-				nq, nch = q0, ch+1
-			}
-			if nch < chunks {
-				at := (nch*xtRows + 8*nq) * nmDWChunk
-				prefetch(k.wxt[at : at+8*nmDWChunk])
-			}
 			var dst []int32
 			var dw []float32
 			if ch == chunks-1 {
 				dst, dw = k.wdst[k.wpoff[q]:k.wpoff[q+1]], k.c[8*q*cols:min(8*q+8, rows)*cols]
 				clear(dw)
 			}
-			nmDWRuns(k.wruns[k.wstart[q]:k.wstart[q+1]], xt, yt, k.wsum[k.wpoff[q]:k.wpoff[q+1]], cols, ch == 0, dst, dw)
+			nmDWRuns(k.wruns[k.wstart[q]:k.wstart[q+1]], xt[8*(q-q0)*nmDWChunk:], yt, k.wsum[k.wpoff[q]:k.wpoff[q+1]], cols, ch == 0, dst, dw)
 		}
 	}
 }
