@@ -85,7 +85,7 @@ func (k *NM) runWeightRuns(p *pool.Pool, workers int) {
 	items := k.witems()
 	per := ceilDiv(items, workers)
 	for len(k.wyt) < workers {
-		k.wxt = append(k.wxt, nil) // sized by the worker for its share (weightItems)
+		k.wxt = append(k.wxt, nil)                                     // sized by the worker for its share (weightItems)
 		k.wyt = append(k.wyt, make([]float32, (k.s.Cols+1)*nmDWChunk)) // column cols is the zero padding column
 	}
 	k.tMul.run(p, items, per, k.fMul)
