@@ -84,9 +84,11 @@ func (k *NM) runWeightRuns(p *pool.Pool, workers int) {
 	k.wsum = growF(k.wsum, int(k.wpoff[len(k.wpoff)-1]))
 	items := k.witems()
 	per := ceilDiv(items, workers)
+	// Xᵀ is sized by each worker for its share (weightItems); dYᵀ has a
+	// row more, the zero padding column.
 	for len(k.wyt) < workers {
-		k.wxt = append(k.wxt, nil)                                     // sized by the worker for its share (weightItems)
-		k.wyt = append(k.wyt, make([]float32, (k.s.Cols+1)*nmDWChunk)) // column cols is the zero padding column
+		k.wxt = append(k.wxt, nil)
+		k.wyt = append(k.wyt, make([]float32, (k.s.Cols+1)*nmDWChunk))
 	}
 	k.tMul.run(p, items, per, k.fMul)
 }
