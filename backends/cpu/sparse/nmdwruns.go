@@ -13,8 +13,8 @@ import "github.com/expc-dev/expc/backends/cpu/pool"
 // last chunk scatters each pair's sums into its eight dense rows of dW.
 //
 // A chunk of dYᵀ (512 KiB at 1024 columns) sits in L2 while a worker's
-// pairs pass; each worker transposes it, and Xᵀ of its own rows, chunk by
-// chunk into its own buffers.
+// pairs pass; the workers transpose it and Xᵀ chunk by chunk
+// (runWeightRuns).
 
 const nmDWChunk = 128 // batch rows per chunk (the kernel's eight vectors)
 
@@ -74,42 +74,92 @@ func (k *NM) buildWeightRuns() {
 	k.wstart[pairs], k.wpoff[pairs] = int32(len(k.wruns)), sums
 }
 
-// runWeightRuns is the weight gradient's Run on the runs path: each worker
-// takes a fixed share of the pairs through every chunk of 128 batch rows,
-// and transposes for each chunk what its pairs read into its own buffers:
-// dYᵀ of the chunk (512 KiB at 1024 columns, in L2 while its pairs pass)
-// and Xᵀ of its rows. Transposing all of X and dY once a call for both
-// workers wrote 8 MiB that the kernel then read back from memory.
+// nmDWPrivateWorkers is how many workers at most transpose each chunk
+// into buffers of their own, every worker all of dY. With two, that made
+// the weight gradient 10-16% faster than the workers transposing a chunk
+// together into one pair of buffers and then reading each other's halves
+// (four calm alternating pairs at 14:45 UTC on the 2-core reference
+// machine). With more workers each one's share of the product shrinks
+// while its transposes of dY do not, so they share the buffers (not
+// measured here: this machine has two cores).
+const nmDWPrivateWorkers = 2
+
+// runWeightRuns is the weight gradient's Run on the runs path, chunk by
+// chunk of 128 batch rows. Each worker runs its own share of the pairs in
+// every chunk, so that its sums and its rows of Xᵀ stay in its caches.
+// Up to nmDWPrivateWorkers, each worker transposes each chunk of dY and
+// its own columns of X into buffers of its own (weightItems); beyond, all
+// transpose a chunk into one pair of buffers first. Transposing all of X
+// and dY once a call wrote 8 MiB that the kernel then read back from
+// memory.
 func (k *NM) runWeightRuns(p *pool.Pool, workers int) {
+	rows, cols := k.s.Rows, k.s.Cols
 	k.wsum = growF(k.wsum, int(k.wpoff[len(k.wpoff)-1]))
 	items := k.witems()
 	per := ceilDiv(items, workers)
-	// Xᵀ is sized by each worker for its share (weightItems); dYᵀ has a
-	// row more, the zero padding column.
+	// Xᵀ is sized by each worker for its share (weightItems), or for all
+	// rows in buffer 0 when shared; dYᵀ has a row more, the zero padding
+	// column.
 	for len(k.wyt) < workers {
 		k.wxt = append(k.wxt, nil)
-		k.wyt = append(k.wyt, make([]float32, (k.s.Cols+1)*nmDWChunk))
+		k.wyt = append(k.wyt, make([]float32, (cols+1)*nmDWChunk))
 	}
-	k.tMul.run(p, items, per, k.fMul)
+	if workers <= nmDWPrivateWorkers {
+		k.wch = -1 // weightItems goes through every chunk
+		k.tMul.run(p, items, per, k.fMul)
+		return
+	}
+	k.wxt[0] = growF(k.wxt[0], 16*items*nmDWChunk)
+	xt, yt := k.wxt[0], k.wyt[0]
+	clear(xt[rows*nmDWChunk:]) // zero past the last input
+	clear(yt[cols*nmDWChunk:])
+	for ch := range ceilDiv(k.s.Batch, nmDWChunk) {
+		k.wch = ch
+		if k.s.Batch-ch*nmDWChunk < nmDWChunk { // the short last chunk: lanes past its rows stay zero
+			clear(xt)
+			clear(yt)
+		}
+		k.tWTrans.run(p, ceilDiv(rows, 16)+ceilDiv(cols, 16), 4, k.fWTrans)
+		k.tMul.run(p, items, per, k.fMul)
+	}
 }
 
 // witems is the number of sixteen-row slices of W (two pairs each).
 func (k *NM) witems() int { return ceilDiv(ceilDiv(k.groups, 2), 2) }
 
+// transposeChunk writes units [lo, hi) of the current chunk's shared Xᵀ
+// and dYᵀ: the sixteen-column blocks of X, then those of dY.
+func (k *NM) transposeChunk(_, lo, hi int) {
+	rows, cols := k.s.Rows, k.s.Cols
+	xb := ceilDiv(rows, 16)
+	b0 := k.wch * nmDWChunk
+	nb := min(nmDWChunk, k.s.Batch-b0)
+	for u := lo; u < hi; u++ {
+		if u < xb {
+			c0 := 16 * u
+			transpose(k.wxt[0][c0*nmDWChunk:], nmDWChunk, k.a[b0*rows+c0:], rows, 0, nb, min(16, rows-c0))
+			continue
+		}
+		c0 := 16 * (u - xb)
+		transpose(k.wyt[0][c0*nmDWChunk:], nmDWChunk, k.dy[b0*cols+c0:], cols, 0, nb, min(16, cols-c0))
+	}
+}
+
 // weightItems runs items [lo, hi) (item i: the pairs 2i and 2i+1, rows
-// 16i.. of W) through every chunk; in the last, the kernel writes the
-// sums into the pair's rows of dW, cleared first for the pruned weights.
+// 16i.. of W) over the current chunk of the shared buffers, or, with
+// private buffers (wch < 0), transposes and runs every chunk itself.
 func (k *NM) weightItems(w, lo, hi int) {
 	rows, cols := k.s.Rows, k.s.Cols
-	pairs := ceilDiv(k.groups, 2)
-	chunks := ceilDiv(k.s.Batch, nmDWChunk)
-	q0, q1 := 2*lo, min(2*hi, pairs)
+	if k.wch >= 0 {
+		k.pairsOverChunk(lo, hi, k.wch, k.wxt[0][16*lo*nmDWChunk:], k.wyt[0])
+		return
+	}
 	k.wxt[w] = growF(k.wxt[w], 16*(hi-lo)*nmDWChunk) // a share is larger when fewer workers join
 	xt, yt := k.wxt[w], k.wyt[w]
 	r0, r1 := 16*lo, min(16*hi, rows) // X's columns for these rows of W; Xᵀ is zero past the last
 	clear(xt[(r1-r0)*nmDWChunk:])
 	clear(yt[cols*nmDWChunk:])
-	for ch := range chunks {
+	for ch := range ceilDiv(k.s.Batch, nmDWChunk) {
 		b0 := ch * nmDWChunk
 		nb := min(nmDWChunk, k.s.Batch-b0)
 		if nb < nmDWChunk { // the short last chunk: lanes past nb stay zero
@@ -118,15 +168,26 @@ func (k *NM) weightItems(w, lo, hi int) {
 		}
 		transpose(xt, nmDWChunk, k.a[b0*rows+r0:], rows, 0, nb, r1-r0)
 		transpose(yt, nmDWChunk, k.dy[b0*cols:], cols, 0, nb, cols)
-		for q := q0; q < q1; q++ {
-			var dst []int32
-			var dw []float32
-			if ch == chunks-1 {
-				dst, dw = k.wdst[k.wpoff[q]:k.wpoff[q+1]], k.c[8*q*cols:min(8*q+8, rows)*cols]
-				clear(dw)
-			}
-			nmDWRuns(k.wruns[k.wstart[q]:k.wstart[q+1]], xt[8*(q-q0)*nmDWChunk:], yt, k.wsum[k.wpoff[q]:k.wpoff[q+1]], cols, ch == 0, dst, dw)
+		k.pairsOverChunk(lo, hi, ch, xt, yt)
+	}
+}
+
+// pairsOverChunk runs the pairs of items [lo, hi) over chunk ch, with xt
+// Xᵀ from the first pair's rows on and yt the chunk's dYᵀ; in the last
+// chunk the kernel writes the sums into the pair's rows of dW, cleared
+// first for the pruned weights.
+func (k *NM) pairsOverChunk(lo, hi, ch int, xt, yt []float32) {
+	rows, cols := k.s.Rows, k.s.Cols
+	last := ch == ceilDiv(k.s.Batch, nmDWChunk)-1
+	q0 := 2 * lo
+	for q := q0; q < min(2*hi, ceilDiv(k.groups, 2)); q++ {
+		var dst []int32
+		var dw []float32
+		if last {
+			dst, dw = k.wdst[k.wpoff[q]:k.wpoff[q+1]], k.c[8*q*cols:min(8*q+8, rows)*cols]
+			clear(dw)
 		}
+		nmDWRuns(k.wruns[k.wstart[q]:k.wstart[q+1]], xt[8*(q-q0)*nmDWChunk:], yt, k.wsum[k.wpoff[q]:k.wpoff[q+1]], cols, ch == 0, dst, dw)
 	}
 }
 

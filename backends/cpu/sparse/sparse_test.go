@@ -127,13 +127,14 @@ func epilogue64(out []float64, cols int, ep *Epilogue) []float64 {
 }
 
 // TestKernelsMatchReference runs every kernel on every product for random
-// masks and shapes with ragged edges, on one worker and on two, against a
+// masks and shapes with ragged edges, on one worker, two and three, against a
 // float64 reference. Tolerance: |got - want| <= 1e-5·Σ|terms| + 1e-6 (the
 // epilogue's activations are Lipschitz-1 here: relu, tanh').
 func TestKernelsMatchReference(t *testing.T) {
 	r := rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64()))
-	p2 := pool.New(2)
+	p2, p3 := pool.New(2), pool.New(3)
 	defer p2.Close()
+	defer p3.Close()
 	// Rows 1100: the N:4 forward runs two k blocks (nmKBlock groups each),
 	// the second of 19 groups.
 	shapes := []Shape{{Batch: 37, Rows: 52, Cols: 45}, {Batch: 64, Rows: 96, Cols: 64}, {Batch: 130, Rows: 68, Cols: 100}, {Batch: 72, Rows: 520, Cols: 200}, {Batch: 20, Rows: 1100, Cols: 40}}
@@ -186,7 +187,8 @@ func TestKernelsMatchReference(t *testing.T) {
 						want, mag := reference(dir, s, a, w, m, dy, ep)
 						// Two workers first: one worker after them takes all
 						// of the work into buffers sized for half of it.
-						for _, p := range []*pool.Pool{p2, nil} {
+						// Three share the 2:4 weight gradient's transposes.
+						for _, p := range []*pool.Pool{p2, nil, p3} {
 							c := randVec(r, outRows*outCols) // garbage the kernel must overwrite
 							k.Run(p, a, w, dy, c, ep)
 							for i := range c {
