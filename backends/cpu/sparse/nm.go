@@ -71,16 +71,18 @@ type NM struct {
 	// weight gradient by runs (2:4, nmdwruns.go): the runs of every pair of
 	// groups, where each pair's runs and sums begin, the sums; Xᵀ and dYᵀ
 	// in chunks of 128 batch rows
-	wruns   []uint16
-	wstart  []int32
-	wpoff   []int32
-	wdst    []int32 // per sum: its offset in the pair's rows of dW (-1: padding)
-	wsum    []float32
-	wxt     [][]float32         // per worker: Xᵀ of its rows of W for one chunk (16 rows an item, 128 lanes); buffer 0 all rows when shared
-	wyt     [][]float32         // per worker: dYᵀ of one chunk (cols+1 rows of 128); buffer 0 when shared
-	wch     int                 // the chunk in the shared buffers (-1: each worker's own)
-	tWTrans rangeTask           // the shared transposes
-	fWTrans func(w, lo, hi int) // transposeChunk
+	wruns  []uint16
+	wstart []int32
+	wpoff  []int32
+	wdst   []int32 // per sum: its offset in the pair's rows of dW (-1: padding)
+	wsum   []float32
+	// Per worker, one chunk's Xᵀ of its rows of W (16 rows an item, 128
+	// lanes) and dYᵀ (cols+1 rows of 128); when the workers share them
+	// (more than nmDWPrivateWorkers), buffer 0, with Xᵀ of all rows.
+	wxt, wyt [][]float32
+	wch      int                 // the chunk in the shared buffers (-1: each worker's own)
+	tWTrans  rangeTask           // the shared transposes
+	fWTrans  func(w, lo, hi int) // transposeChunk
 
 	tile, xrows   [][]float32 // forward, per worker: an 8 x 32 tile, 8 padded rows of X
 	a, w, dy, c   []float32
