@@ -166,8 +166,8 @@ func (k *NM) weightItems(w, lo, hi int) {
 			clear(xt)
 			clear(yt)
 		}
-		transpose(xt, nmDWChunk, k.a[b0*rows+r0:], rows, 0, nb, r1-r0)
-		transpose(yt, nmDWChunk, k.dy[b0*cols:], cols, 0, nb, cols)
+		transposeIntoCache(xt, nmDWChunk, k.a[b0*rows+r0:], rows, 0, nb, r1-r0)
+		transposeIntoCache(yt, nmDWChunk, k.dy[b0*cols:], cols, 0, nb, cols)
 		k.pairsOverChunk(lo, hi, ch, xt, yt)
 	}
 }
