@@ -146,7 +146,7 @@ func (l *Lists) transChunk(_, lo, hi int) {
 	for t := lo; t < hi; t++ {
 		b0 := t * lanes
 		n := min(lanes, l.s.Batch-b0)
-		transpose(l.at[t*l.p*lanes:], lanes, l.a[b0*l.p:], l.p, 0, n, l.p)
+		transposeIntoCache(l.at[t*l.p*lanes:], lanes, l.a[b0*l.p:], l.p, 0, n, l.p)
 	}
 }
 
