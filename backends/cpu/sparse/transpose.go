@@ -4,25 +4,13 @@ package sparse
 // [0, cols): the rows [r0, r1) of src become columns of dst. It works in
 // 16x16 blocks so that both sides stream whole cache lines.
 func transpose(dst []float32, ldd int, src []float32, lds, r0, r1, cols int) {
-	const bs = 16
 	// Sixteen rows of dst at a time, left to right: dst's lines are written
 	// in sixteen sequential streams. (Block column by block column wrote
 	// one line in each of up to 64 rows 4 KiB apart per step, and the
 	// input gradient's last transpose took 0.8 ms a call on one core.)
-	for cb := 0; cb < cols; cb += bs {
-		ce := min(cb+bs, cols)
-		for rb := r0; rb < r1; rb += bs {
-			re := min(rb+bs, r1)
-			if re-rb == bs && ce-cb == bs {
-				transpose16(dst[cb*ldd+rb:], ldd, src[rb*lds+cb:], lds)
-				continue
-			}
-			for r := rb; r < re; r++ {
-				s := src[r*lds+cb : r*lds+ce]
-				for c, v := range s {
-					dst[(cb+c)*ldd+r] = v
-				}
-			}
+	for cb := 0; cb < cols; cb += 16 {
+		for rb := r0; rb < r1; rb += 16 {
+			transposeBlock(dst, ldd, src, lds, rb, min(rb+16, r1), cb, min(cb+16, cols))
 		}
 	}
 }
@@ -34,21 +22,24 @@ func transpose(dst []float32, ldd int, src []float32, lds, r0, r1, cols int) {
 // gradient's chunk of dYᵀ): transpose's order read one line in each of
 // 128 rows of dY 4 KiB apart per step.
 func transposeIntoCache(dst []float32, ldd int, src []float32, lds, r0, r1, cols int) {
-	const bs = 16
-	for rb := r0; rb < r1; rb += bs {
-		re := min(rb+bs, r1)
-		for cb := 0; cb < cols; cb += bs {
-			ce := min(cb+bs, cols)
-			if re-rb == bs && ce-cb == bs {
-				transpose16(dst[cb*ldd+rb:], ldd, src[rb*lds+cb:], lds)
-				continue
-			}
-			for r := rb; r < re; r++ {
-				s := src[r*lds+cb : r*lds+ce]
-				for c, v := range s {
-					dst[(cb+c)*ldd+r] = v
-				}
-			}
+	for rb := r0; rb < r1; rb += 16 {
+		for cb := 0; cb < cols; cb += 16 {
+			transposeBlock(dst, ldd, src, lds, rb, min(rb+16, r1), cb, min(cb+16, cols))
+		}
+	}
+}
+
+// transposeBlock transposes rows [rb, re) by columns [cb, ce) of src, at
+// most 16 x 16: a full block with transpose16, an edge one element by
+// element.
+func transposeBlock(dst []float32, ldd int, src []float32, lds, rb, re, cb, ce int) {
+	if re-rb == 16 && ce-cb == 16 {
+		transpose16(dst[cb*ldd+rb:], ldd, src[rb*lds+cb:], lds)
+		return
+	}
+	for r := rb; r < re; r++ {
+		for c, v := range src[r*lds+cb : r*lds+ce] {
+			dst[(cb+c)*ldd+r] = v
 		}
 	}
 }
