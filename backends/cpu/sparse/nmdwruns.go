@@ -119,7 +119,7 @@ func (k *NM) runWeightRuns(p *pool.Pool, workers int) {
 			clear(xt)
 			clear(yt)
 		}
-		k.tWTrans.run(p, ceilDiv(rows, 16)+ceilDiv(cols, 16), 4, k.fWTrans)
+		k.tWTrans.run(p, 2*ceilDiv(min(nmDWChunk, k.s.Batch-ch*nmDWChunk), 16), 1, k.fWTrans)
 		k.tMul.run(p, items, per, k.fMul)
 	}
 }
@@ -128,20 +128,20 @@ func (k *NM) runWeightRuns(p *pool.Pool, workers int) {
 func (k *NM) witems() int { return ceilDiv(ceilDiv(k.groups, 2), 2) }
 
 // transposeChunk writes units [lo, hi) of the current chunk's shared Xᵀ
-// and dYᵀ: the sixteen-column blocks of X, then those of dY.
+// and dYᵀ: sixteen rows of the chunk each, of X, then of dY, read row by
+// row (transposeIntoCache).
 func (k *NM) transposeChunk(_, lo, hi int) {
 	rows, cols := k.s.Rows, k.s.Cols
-	xb := ceilDiv(rows, 16)
 	b0 := k.wch * nmDWChunk
 	nb := min(nmDWChunk, k.s.Batch-b0)
+	slabs := ceilDiv(nb, 16)
 	for u := lo; u < hi; u++ {
-		if u < xb {
-			c0 := 16 * u
-			transpose(k.wxt[0][c0*nmDWChunk:], nmDWChunk, k.a[b0*rows+c0:], rows, 0, nb, min(16, rows-c0))
+		if u < slabs {
+			transposeIntoCache(k.wxt[0], nmDWChunk, k.a[b0*rows:], rows, 16*u, min(16*u+16, nb), rows)
 			continue
 		}
-		c0 := 16 * (u - xb)
-		transpose(k.wyt[0][c0*nmDWChunk:], nmDWChunk, k.dy[b0*cols+c0:], cols, 0, nb, min(16, cols-c0))
+		r0 := 16 * (u - slabs)
+		transposeIntoCache(k.wyt[0], nmDWChunk, k.dy[b0*cols:], cols, r0, min(r0+16, nb), cols)
 	}
 }
 
