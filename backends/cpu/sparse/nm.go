@@ -612,7 +612,8 @@ func (k *NM) weightTiles(w, lo, hi int) {
 // inputBlocks computes batch blocks [lo, hi) of the input gradient. Each
 // chunk of dY's columns is transposed just before its pass, into a 32 KiB
 // per-worker buffer, so no 4 MiB copy of dYᵀ is kept (the speed is the
-// same either way on the reference machine).
+// same either way on the reference machine); sixteen rows of dY at a time
+// (transposeIntoCache), since the buffer stays in L1.
 func (k *NM) inputBlocks(w, lo, hi int) {
 	rows, cols, nc := k.s.Rows, k.s.Cols, k.classes
 	yt := k.ytc[w]
@@ -629,7 +630,7 @@ func (k *NM) inputBlocks(w, lo, hi int) {
 				if nb < lanes {
 					clear(yt)
 				}
-				transpose(yt, lanes, k.a[b0*cols+c0:], cols, 0, nb, min(nmChunk, cols-c0)) // a is dY here
+				transposeIntoCache(yt, lanes, k.a[b0*cols+c0:], cols, 0, nb, min(nmChunk, cols-c0)) // a is dY here
 				nmDX(k.n, k.groups, cnt, ent, k.dpk[ch*gs:(ch+1)*gs], yt, k.xacc[w][(t-t0)*rows*lanes:(t-t0+1)*rows*lanes], ch == 0)
 			}
 		}
