@@ -1,6 +1,8 @@
 package sparse
 
 import (
+	"sync/atomic"
+
 	"github.com/expc-dev/expc/backends/cpu/pool"
 )
 
@@ -76,13 +78,21 @@ type NM struct {
 	wpoff  []int32
 	wdst   []int32 // per sum: its offset in the pair's rows of dW (-1: padding)
 	wsum   []float32
-	// Per worker, one chunk's Xᵀ of its rows of W (16 rows an item, 128
-	// lanes) and dYᵀ (cols+1 rows of 128); when the workers share them
-	// (more than nmDWPrivateWorkers), buffer 0, with Xᵀ of all rows.
+	// Per worker, one chunk's Xᵀ of the block of items it runs (16 rows
+	// of W an item, 128 lanes) and dYᵀ (cols+1 rows of 128); when the
+	// workers share them (more than nmDWPrivateWorkers), buffer 0, with
+	// Xᵀ of all rows.
 	wxt, wyt [][]float32
 	wch      int                 // the chunk in the shared buffers (-1: each worker's own)
 	tWTrans  rangeTask           // the shared transposes
 	fWTrans  func(w, lo, hi int) // transposeChunk
+	// With private buffers the workers claim blocks of items chunk by
+	// chunk from the two ends (weightSide): per chunk the blocks claimed,
+	// per block the chunks done.
+	wclaim []atomic.Int32
+	wdone  []atomic.Int32
+	tWSide rangeTask
+	fWSide func(w, lo, hi int) // weightSide
 
 	tile, xrows   [][]float32 // forward, per worker: an 8 x 32 tile, 8 padded rows of X
 	a, w, dy, c   []float32
@@ -122,6 +132,7 @@ func NewNM(s Shape, dir Dir, n int) *NM {
 	k.dwGroups = ceilDiv(s.Rows/4, 3) * 3 // strips of three groups, the last padded with zeros
 	k.fPack, k.fMul, k.fPanel, k.fDXPack = k.packChunk, k.mulChunk, k.panelChunk, k.packDXChunk
 	k.fWTrans = k.transposeChunk
+	k.fWSide = k.weightSide
 	return k
 }
 

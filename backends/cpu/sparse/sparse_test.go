@@ -204,6 +204,32 @@ func TestKernelsMatchReference(t *testing.T) {
 	}
 }
 
+// TestNMWeightGradientAnyWorkers checks that the 2:4 weight gradient gives
+// the same bits however its blocks of items fall to the workers: with one,
+// each block is the first side's; with two, the sides claim them as they
+// go, differently from run to run.
+func TestNMWeightGradientAnyWorkers(t *testing.T) {
+	r := rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64()))
+	p2 := pool.New(2)
+	defer p2.Close()
+	s := Shape{Batch: 300, Rows: 1100, Cols: 70} // three chunks, the last short; nine blocks, the last short
+	m := randomMask(r, "nm", s.Rows, s.Cols, 0)
+	k := NewNM(s, Weight, 2)
+	k.Build(m)
+	x, dy := randVec(r, s.Batch*s.Rows), randVec(r, s.Batch*s.Cols)
+	want := make([]float32, s.Rows*s.Cols)
+	k.Run(nil, x, nil, dy, want, nil)
+	for rep := range 10 {
+		got := randVec(r, s.Rows*s.Cols)
+		k.Run(p2, x, nil, dy, got, nil)
+		for i := range got {
+			if math.Float32bits(got[i]) != math.Float32bits(want[i]) {
+				t.Fatalf("run %d: element %d: two workers %g, one %g", rep, i, got[i], want[i])
+			}
+		}
+	}
+}
+
 // TestPortableNMKernels runs the N:4 kernel's portable inner loops (the
 // ones a CPU without AVX-512 would get if nmVector were set) through the
 // same float64-reference check, so they stay a true description of the
