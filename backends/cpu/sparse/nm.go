@@ -94,16 +94,15 @@ type NM struct {
 	tWSide rangeTask
 	fWSide func(w, lo, hi int) // weightSide
 
-	tile, xrows   [][]float32 // forward, per worker: an 8 x 32 tile, 8 padded rows of X
-	a, w, dy, c   []float32
-	tPack, tMul   rangeTask
-	tPanel        rangeTask
-	tDXPack       rangeTask
-	fPack, fMul   func(w, lo, hi int)
-	fDXPack       func(w, lo, hi int)
-	fPanel        func(w, lo, hi int)
-	fwdJB, fwdJB1 int // current column block (in panels) of the forward pass
-	fwdKB, fwdKB1 int // current k block (in groups)
+	tile, xrows [][]float32 // forward, per worker: an 8 x 32 tile, 8 padded rows of X
+	a, w, dy, c []float32
+	tMul        rangeTask
+	tPanel      rangeTask
+	tDXPack     rangeTask
+	fMul        func(w, lo, hi int)
+	fDXPack     func(w, lo, hi int)
+	fPanel      func(w, lo, hi int)
+	fwd         nmFwdJob // the forward's steps
 }
 
 const (
@@ -130,7 +129,7 @@ func NewNM(s Shape, dir Dir, n int) *NM {
 	k.panels = ceilDiv(s.Cols, 32)
 	k.chunks = ceilDiv(s.Cols, nmChunk)
 	k.dwGroups = ceilDiv(s.Rows/4, 3) * 3 // strips of three groups, the last padded with zeros
-	k.fPack, k.fMul, k.fPanel, k.fDXPack = k.packChunk, k.mulChunk, k.panelChunk, k.packDXChunk
+	k.fMul, k.fPanel, k.fDXPack = k.mulChunk, k.panelChunk, k.packDXChunk
 	k.fWTrans = k.transposeChunk
 	k.fWSide = k.weightSide
 	return k
@@ -392,20 +391,13 @@ func (k *NM) Run(p *pool.Pool, a, w, dy, c []float32, ep *Epilogue) {
 			k.tile = append(k.tile, make([]float32, nmRows*32))
 			k.xrows = append(k.xrows, make([]float32, nmRows*k.s.Rows+nmOverRead))
 		}
-		k.bpack = growF(k.bpack, nmColBlock*k.groups*32*k.n)
-		rowPanels := ceilDiv(k.s.Batch, nmRows)
 		// Column blocks of nmColBlock panels (384 KiB of packed weights at
 		// 1024 inputs and 2:4) are packed just before every row panel of X
 		// passes them, so they are still in L2: packing all of W first
 		// wrote 2 MiB that the other products' data then pushed out.
-		for jb := 0; jb < k.panels; jb += nmColBlock {
-			k.fwdJB, k.fwdJB1 = jb, min(jb+nmColBlock, k.panels)
-			k.tPack.run(p, k.groups, 16, k.fPack)
-			for g0 := 0; g0 < k.groups; g0 += nmKBlock {
-				k.fwdKB, k.fwdKB1 = g0, min(g0+nmKBlock, k.groups)
-				k.tMul.run(p, rowPanels, 2, k.fMul)
-			}
-		}
+		k.bpack = growF(k.bpack, nmFwdBuffer*k.fwdBlock())
+		k.fwd.k = k
+		k.fwd.run(p, workers)
 		if ep != nil && !ep.empty() {
 			ep.apply(c, k.s.Cols, 0, k.s.Batch)
 		}
@@ -443,21 +435,25 @@ func (k *NM) Run(p *pool.Pool, a, w, dy, c []float32, ep *Epilogue) {
 	}
 }
 
-// packChunk packs the weights of the current column block for groups
-// [lo, hi): group g reads its four rows of W left to right, and each lane
-// takes the row its index names.
-func (k *NM) packChunk(_, lo, hi int) {
+// fwdBlock is the size of one packed column block of the forward.
+func (k *NM) fwdBlock() int { return nmColBlock * k.groups * 32 * k.n }
+
+// packChunk packs the weights of column block b for groups [lo, hi) into
+// its buffer: group g reads its four rows of W left to right, and each
+// lane takes the row its index names.
+func (k *NM) packChunk(b, lo, hi int) {
 	cols, n := k.s.Cols, k.n
 	per := 32 * n
-	jb, jb1 := k.fwdJB, k.fwdJB1
+	jb, jb1 := b*nmColBlock, min((b+1)*nmColBlock, k.panels)
+	bpack := k.bpack[b%nmFwdBuffer*k.fwdBlock():]
 	full := min(jb1, cols/32) // panels of the block with 32 columns
 	for g := lo; g < hi; g++ {
 		rows := k.w[4*g*cols : (4*g+4)*cols]
 		if full > jb {
-			nmPack(n, full-jb, rows[32*jb:], cols, k.fidx[(jb*k.groups+g)*32:], k.groups*32, k.bpack[g*per:], k.groups*per)
+			nmPack(n, full-jb, rows[32*jb:], cols, k.fidx[(jb*k.groups+g)*32:], k.groups*32, bpack[g*per:], k.groups*per)
 		}
 		for jp := max(full, jb); jp < jb1; jp++ { // the last panel: lanes past the last column stay zero
-			bp := k.bpack[((jp-jb)*k.groups+g)*per:]
+			bp := bpack[((jp-jb)*k.groups+g)*per:]
 			for s := range n {
 				ix := k.idx[(g*n+s)*cols : (g*n+s+1)*cols]
 				for l := range 32 {
@@ -489,8 +485,6 @@ func nmPackGo(n, npanels int, w []float32, ldw int, ip []uint32, ipStride int, w
 // mulChunk: forward row panels, weight tiles, or input batch blocks [lo, hi).
 func (k *NM) mulChunk(w, lo, hi int) {
 	switch k.dir {
-	case Forward:
-		k.forwardRows(w, lo, hi)
 	case Weight:
 		if k.n == 2 {
 			k.weightItems(w, lo, hi)
@@ -502,46 +496,53 @@ func (k *NM) mulChunk(w, lo, hi int) {
 	}
 }
 
-func (k *NM) forwardRows(w, lo, hi int) {
+// forwardRows computes row panels [lo, hi) of C over column block b,
+// nmKBlock groups at a time (a panel's eight rows of X, 32 KiB at 1024
+// inputs, stay in L1 while the block's column panels pass).
+func (k *NM) forwardRows(w, b, lo, hi int) {
 	rows, cols, ldx := k.s.Batch, k.s.Cols, k.s.Rows
 	n, per := k.n, 32*k.n
+	jb, jb1 := b*nmColBlock, min((b+1)*nmColBlock, k.panels)
+	bpack := k.bpack[b%nmFwdBuffer*k.fwdBlock():]
 	tile := k.tile[w]
 	for q := lo; q < hi; q++ {
 		r0 := q * nmRows
 		rn := min(nmRows, rows-r0)
-		g0, g1 := k.fwdKB, k.fwdKB1
-		accumulate := 0
-		if g0 > 0 {
-			accumulate = 1
-		}
-		x := k.a[r0*ldx+4*g0:]
+		x := k.a[r0*ldx:]
 		// The last row panel when short, or when the kernel's reads past
 		// the last group would leave a: its rows, then zeros.
-		if rn < nmRows || len(x) < (nmRows-1)*ldx+4*(g1-g0)+nmOverRead {
+		if rn < nmRows || len(x) < (nmRows-1)*ldx+4*k.groups+nmOverRead {
 			xs := k.xrows[w]
 			clear(xs)
 			for r := range rn {
 				copy(xs[r*ldx:(r+1)*ldx], k.a[(r0+r)*ldx:(r0+r+1)*ldx])
 			}
-			x = xs[4*g0:]
+			x = xs
 		}
-		for jp := k.fwdJB; jp < k.fwdJB1; jp++ {
-			j0 := jp * 32
-			cn := min(32, cols-j0)
-			wp := k.bpack[((jp-k.fwdJB)*k.groups+g0)*per:]
-			ip := k.fidx[(jp*k.groups+g0)*32:]
-			if rn == nmRows && cn == 32 {
-				nmFwd(n, g1-g0, x, ldx, wp, ip, k.c[r0*cols+j0:], cols, accumulate)
-				continue
+		for g0 := 0; g0 < k.groups; g0 += nmKBlock {
+			g1 := min(g0+nmKBlock, k.groups)
+			accumulate := 0
+			if g0 > 0 {
+				accumulate = 1
 			}
-			nmFwd(n, g1-g0, x, ldx, wp, ip, tile, 32, 0)
-			for r := range rn {
-				dst := k.c[(r0+r)*cols+j0 : (r0+r)*cols+j0+cn]
-				for c := range dst {
-					if accumulate == 0 {
-						dst[c] = tile[r*32+c]
-					} else {
-						dst[c] += tile[r*32+c]
+			for jp := jb; jp < jb1; jp++ {
+				j0 := jp * 32
+				cn := min(32, cols-j0)
+				wp := bpack[((jp-jb)*k.groups+g0)*per:]
+				ip := k.fidx[(jp*k.groups+g0)*32:]
+				if rn == nmRows && cn == 32 {
+					nmFwd(n, g1-g0, x[4*g0:], ldx, wp, ip, k.c[r0*cols+j0:], cols, accumulate)
+					continue
+				}
+				nmFwd(n, g1-g0, x[4*g0:], ldx, wp, ip, tile, 32, 0)
+				for r := range rn {
+					dst := k.c[(r0+r)*cols+j0 : (r0+r)*cols+j0+cn]
+					for c := range dst {
+						if accumulate == 0 {
+							dst[c] = tile[r*32+c]
+						} else {
+							dst[c] += tile[r*32+c]
+						}
 					}
 				}
 			}
