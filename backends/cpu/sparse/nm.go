@@ -132,6 +132,7 @@ func NewNM(s Shape, dir Dir, n int) *NM {
 	k.fMul, k.fPanel, k.fDXPack = k.mulChunk, k.panelChunk, k.packDXChunk
 	k.fWTrans = k.transposeChunk
 	k.fWSide = k.weightSide
+	k.fwd.k = k
 	return k
 }
 
@@ -396,7 +397,6 @@ func (k *NM) Run(p *pool.Pool, a, w, dy, c []float32, ep *Epilogue) {
 		// passes them, so they are still in L2: packing all of W first
 		// wrote 2 MiB that the other products' data then pushed out.
 		k.bpack = growF(k.bpack, nmFwdBuffer*k.fwdBlock())
-		k.fwd.k = k
 		k.fwd.run(p, workers)
 		if ep != nil && !ep.empty() {
 			ep.apply(c, k.s.Cols, 0, k.s.Batch)
@@ -482,7 +482,7 @@ func nmPackGo(n, npanels int, w []float32, ldw int, ip []uint32, ipStride int, w
 	}
 }
 
-// mulChunk: forward row panels, weight tiles, or input batch blocks [lo, hi).
+// mulChunk: weight tiles or items, or input batch blocks [lo, hi).
 func (k *NM) mulChunk(w, lo, hi int) {
 	switch k.dir {
 	case Weight:

@@ -13,8 +13,9 @@ import (
 // they are in L2. The job is a list of steps the workers take in order:
 // the packing of block b+1 comes before the last row panels of block b,
 // so it is done by the time block b+1 starts, and no worker waits at a
-// barrier between blocks: with one, another program busy on one core now
-// and then held up all the forward's twelve barriers a call.
+// barrier between blocks. (With a barrier after every pass, twelve a call
+// at 1024 columns, a worker paused by another program on its core held
+// the other up at each.)
 //
 // A step waits only for steps earlier in the list: a block's row panels
 // for its packing, and the packing of block b+2 (into b's buffer) for
