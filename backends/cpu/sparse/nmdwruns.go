@@ -1,7 +1,6 @@
 package sparse
 
 import (
-	"runtime"
 	"sync/atomic"
 
 	"github.com/expc-dev/expc/backends/cpu/pool"
@@ -203,11 +202,7 @@ func (k *NM) weightSide(w, side, _ int) {
 			if side == 1 {
 				bi = blocks - 1 - taken
 			}
-			for i := 0; k.wdone[bi].Load() < int32(ch); i++ {
-				if i > 1000 {
-					runtime.Gosched()
-				}
-			}
+			waitFor(&k.wdone[bi], int32(ch))
 			lo := int(bi) * nmDWBlock
 			hi := min(lo+nmDWBlock, items)
 			r0, r1 := 16*lo, min(16*hi, rows)
