@@ -1,7 +1,6 @@
 package sparse
 
 import (
-	"runtime"
 	"sync/atomic"
 
 	"github.com/expc-dev/expc/backends/cpu/pool"
@@ -110,14 +109,4 @@ func (j *nmFwdJob) run(p *pool.Pool, workers int) {
 		return
 	}
 	p.RunTask(len(j.steps), j)
-}
-
-// waitFor spins until c reaches n, yielding after a while: the step it
-// waits for is running on another worker.
-func waitFor(c *atomic.Int32, n int32) {
-	for i := 0; c.Load() < n; i++ {
-		if i > 1000 {
-			runtime.Gosched()
-		}
-	}
 }

@@ -18,6 +18,9 @@
 package sparse
 
 import (
+	"runtime"
+	"sync/atomic"
+
 	"github.com/expc-dev/expc/backends/cpu/gemm"
 	"github.com/expc-dev/expc/backends/cpu/pool"
 )
@@ -120,4 +123,14 @@ func (t *rangeTask) run(p *pool.Pool, n, grain int, fn func(w, lo, hi int)) {
 		return
 	}
 	p.RunTask(t.tasks, t)
+}
+
+// waitFor spins until c reaches n, yielding after a while: a parallel
+// step waits so for an earlier step that another worker is running.
+func waitFor(c *atomic.Int32, n int32) {
+	for i := 0; c.Load() < n; i++ {
+		if i > 1000 {
+			runtime.Gosched()
+		}
+	}
 }
